@@ -19,6 +19,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..vision.branches import at_least_fp32
+
 PROJECTOR_TYPES = ("piip_gn_mlp", "mlp2x_gelu", "linear")
 
 
@@ -73,7 +75,7 @@ class PiipProjector(nn.Module):
         out = None
         for k, feature in enumerate(features, start=1):
             if feature.shape[-2:] != target:
-                feature = F.interpolate(feature.float(), size=target, mode="bilinear", align_corners=False)
+                feature = F.interpolate(at_least_fp32(feature), size=target, mode="bilinear", align_corners=False)
             mlp = getattr(self, f"branch{k}")
             y = mlp(feature.to(mlp[1].weight.dtype))  # (B, H, W, h)
             out = y if out is None else out + y

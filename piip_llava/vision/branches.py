@@ -171,13 +171,18 @@ class Branch(nn.Module):
         return block(x)
 
 
+def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    """The official fp32 "islands" (resizes, sampling) -- float64 passes through for reference runs."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
 def interpolate_pos_embed(pos: torch.Tensor, src_grid: int, dst_hw: tuple[int, int]) -> torch.Tensor:
     """Resize a (g*g, C) patch position table to ``dst_hw`` with bicubic (a=-0.75), in float32.
 
     The official tower does this on every forward so one checkpoint serves any resolution.
     """
     channels = pos.shape[-1]
-    grid = pos.float().reshape(1, src_grid, src_grid, channels).permute(0, 3, 1, 2)
+    grid = at_least_fp32(pos).reshape(1, src_grid, src_grid, channels).permute(0, 3, 1, 2)
     if (src_grid, src_grid) != tuple(dst_hw):
         grid = F.interpolate(grid, size=dst_hw, mode="bicubic", align_corners=False)
     return grid.permute(0, 2, 3, 1).reshape(1, dst_hw[0] * dst_hw[1], channels)
@@ -207,6 +212,9 @@ class ClipVisionBackbone(nn.Module):
         )
         hf_config._attn_implementation = attn_implementation
         self.embeddings = CLIPVisionEmbeddings(hf_config)
+        # Positions are resized to the run-time grid on every forward; the fixed index buffer is unused
+        # and, being non-persistent, would come back uninitialised from meta-device loading.
+        del self.embeddings.position_ids
         self.pre_layrnorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.encoder = CLIPEncoder(hf_config)
         self.post_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)  # stored, unused

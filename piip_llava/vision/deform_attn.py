@@ -60,15 +60,17 @@ def ms_deform_attn_core(
     return output.view(batch, heads * head_dim, num_queries).transpose(1, 2).contiguous()
 
 
-def reference_points(height: int, width: int, device: torch.device | None = None) -> torch.Tensor:
+def reference_points(
+    height: int, width: int, device: torch.device | None = None, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """Normalised (x, y) centres of an H x W query grid in raster order, shape (1, H*W, 1, 2).
 
     Built with ``linspace`` exactly like the official ``get_reference_points`` so that the float32
-    values agree bit for bit.
+    values agree bit for bit. Always float32 (an official fp32 island) unless float64 is asked for.
     """
     ref_y, ref_x = torch.meshgrid(
-        torch.linspace(0.5, height - 0.5, height, dtype=torch.float32, device=device),
-        torch.linspace(0.5, width - 0.5, width, dtype=torch.float32, device=device),
+        torch.linspace(0.5, height - 0.5, height, dtype=dtype, device=device),
+        torch.linspace(0.5, width - 0.5, width, dtype=dtype, device=device),
         indexing="ij",
     )
     ref = torch.stack((ref_x.reshape(-1) / width, ref_y.reshape(-1) / height), dim=-1)

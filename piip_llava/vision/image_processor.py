@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..errors import PiipLlavaError
 from ..constants import IMAGENET_MEAN, IMAGENET_STD, PAD_COLOR
 
 ImageInput = Union[str, os.PathLike, bytes, np.ndarray, Image.Image, torch.Tensor]
@@ -41,7 +42,7 @@ ASPECT_MODES = ("pad", "square", "resize")
 (stage-1 pretraining, LLaVA's default when no aspect mode is set). ``resize``: plain S x S resize."""
 
 
-class ImageLoadError(ValueError):
+class ImageLoadError(PiipLlavaError, ValueError):
     """An input could not be turned into an RGB image; the message says which input and why."""
 
 

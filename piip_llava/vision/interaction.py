@@ -91,7 +91,8 @@ class Injector(nn.Module):
         feat: torch.Tensor,
         feat_hw: tuple[int, int],
     ) -> torch.Tensor:
-        ref = reference_points(*query_hw, device=query.device)
+        ref_dtype = torch.float64 if query.dtype == torch.float64 else torch.float32
+        ref = reference_points(*query_hw, device=query.device, dtype=ref_dtype)
         attn = self.attn(self.query_norm(query), ref, self.feat_norm(feat), [feat_hw])
         query = query + self.ca_weight * attn
         if self.with_cffn:

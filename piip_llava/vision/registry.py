@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
+from ..errors import UnknownArchitectureError
 from .branches import ClipViTBranchConfig, ConvNeXtBranchConfig
 from .interaction import InteractionConfig
 from .tower import VisionTowerConfig, llava_baseline_stats
@@ -170,5 +171,5 @@ def get_architecture(name: str) -> ArchitectureSpec:
 
         close = difflib.get_close_matches(key, ARCHITECTURES, n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise KeyError(f"unknown architecture {name!r}.{hint} Known: {', '.join(ARCHITECTURES)}.")
+        raise UnknownArchitectureError(f"unknown architecture {name!r}.{hint} Known: {', '.join(ARCHITECTURES)}.")
     return ARCHITECTURES[key]()

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
 from ..constants import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, PAD_COLOR
-from .branches import Branch, BranchConfig, ClipViTBranchConfig, build_branch
+from .branches import Branch, BranchConfig, ClipViTBranchConfig, at_least_fp32, build_branch
 from .image_processor import PiipImageProcessor
 from .interaction import InteractionConfig, InteractionUnit
 
@@ -126,7 +126,7 @@ def branch_input(pixel_values: torch.Tensor, size: int) -> torch.Tensor:
     """A lower pyramid level: bilinear, no antialias, from the *normalised* top-level tensor (fp32)."""
     if size >= pixel_values.shape[-1]:
         return pixel_values
-    return F.interpolate(pixel_values.float(), size=(size, size), mode="bilinear", align_corners=False)
+    return F.interpolate(at_least_fp32(pixel_values), size=(size, size), mode="bilinear", align_corners=False)
 
 
 class PiipVisionTower(nn.Module):
