@@ -13,6 +13,8 @@ import sys
 from .errors import PiipLlavaError
 
 SUBCOMMANDS = {
+    "quickstart": ("piip_llava.commands.quickstart", "train a small PIIP-LLaVA end to end on CPU, offline"),
+    "train": ("piip_llava.commands.train", "train (stage 1 pretrain / stage 2 finetune) with the LLaVA-1.5 recipe"),
     "flops": ("piip_llava.commands.flops", "parameters and vision MACs of registered architectures"),
     "convert": ("piip_llava.commands.convert", "convert an official PIIP-LLaVA / LLaVA-1.5 release to this format"),
     "tower-demo": ("piip_llava.commands.tower_demo", "run a real-shape PIIP tower on a real photo (no weights needed)"),

@@ -21,6 +21,6 @@ def run(args: argparse.Namespace) -> int:
     dtype = getattr(torch, args.dtype) if args.dtype else None
     model, tokenizer = load_official(args.source, vision_tower_path=args.vision_tower, dtype=dtype)
     model.save_pretrained(args.output, max_shard_size=args.max_shard_size)
-    tokenizer.save_pretrained(args.output)
+    tokenizer.save_pretrained(args.output)  # LoadedTokenizer: keeps LLaVA's SentencePiece ids on reload
     print(f"wrote {model.config.architecture} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters) to {args.output}")
     return 0

@@ -131,8 +131,18 @@ class PiipLlavaForConditionalGeneration(PiipLlavaPreTrainedModel, GenerationMixi
         features = self.vision_tower(pixel_values.to(device=parameter.device, dtype=parameter.dtype))
         return self.projector(features)
 
-    def embed_multimodal(self, input_ids: torch.LongTensor, pixel_values: torch.Tensor | None) -> torch.Tensor:
-        """Token embeddings with every run of image placeholders replaced by that image's visual tokens."""
+    def embed_multimodal(
+        self,
+        input_ids: torch.LongTensor,
+        pixel_values: torch.Tensor | None,
+        image_sample_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Token embeddings with every run of image placeholders replaced by that image's visual tokens.
+
+        ``image_sample_mask`` (B,) marks which rows of ``pixel_values`` are real images when the collator
+        padded text-only samples with a blank image. Those blanks still go through the tower (so every
+        rank runs the same graph under ZeRO-3/DDP) but contribute zero to the sequence.
+        """
         image_mask = input_ids == self.config.image_token_id
         embeds = self.get_input_embeddings()(input_ids)
         n_positions = int(image_mask.sum())
@@ -143,7 +153,10 @@ class PiipLlavaForConditionalGeneration(PiipLlavaPreTrainedModel, GenerationMixi
                     "pass the images, or remove '<image>' from the text."
                 )
             return embeds
-        n_images = pixel_values.shape[0]
+        real = None
+        if image_sample_mask is not None and image_sample_mask.shape[0] == pixel_values.shape[0]:
+            real = image_sample_mask.to(device=pixel_values.device, dtype=torch.bool)
+        n_images = int(real.sum()) if real is not None else pixel_values.shape[0]
         expected = n_images * self.num_image_tokens
         if n_positions != expected:
             raise ImageTokenMismatchError(
@@ -151,6 +164,10 @@ class PiipLlavaForConditionalGeneration(PiipLlavaPreTrainedModel, GenerationMixi
                 f"prompt holds {n_positions}. Tokenise with this model's num_image_tokens and one '<image>' per image."
             )
         features = self.get_image_features(pixel_values)
+        if real is not None:
+            anchor = features[~real].sum() * 0.0  # keeps the blank images' graph without changing values
+            features = features[real]
+            embeds = embeds + anchor.to(embeds.dtype)
         return embeds.masked_scatter(image_mask.unsqueeze(-1), features.to(embeds.dtype))
 
     def forward(
@@ -160,6 +177,7 @@ class PiipLlavaForConditionalGeneration(PiipLlavaPreTrainedModel, GenerationMixi
         attention_mask: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
+        image_sample_mask: torch.Tensor | None = None,
         **kwargs: Any,
     ):
         """Like the language model's ``forward`` plus ``pixel_values`` (one image per ``<image>``).
@@ -171,7 +189,7 @@ class PiipLlavaForConditionalGeneration(PiipLlavaPreTrainedModel, GenerationMixi
                 raise ValueError("pass input_ids or inputs_embeds.")
             if pixel_values is not None and _cache_length(kwargs) > 0:
                 pixel_values = None
-            inputs_embeds = self.embed_multimodal(input_ids, pixel_values)
+            inputs_embeds = self.embed_multimodal(input_ids, pixel_values, image_sample_mask)
         return self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels, **kwargs)
 
     def prepare_inputs_for_generation(self, *args: Any, **kwargs: Any) -> dict[str, Any]:

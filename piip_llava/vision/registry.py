@@ -141,6 +141,21 @@ def _paper_3branch() -> ArchitectureSpec:
     return _piip("piip-vit-3branch_512-256-128", branches, LLM_7B, "3-branch ViT pyramid of the paper's Table X, 4 interactions")
 
 
+def _quickstart() -> ArchitectureSpec:
+    """The CPU quickstart's pyramid: a 6-layer ViT-192 on the 32 px image (8 px patches) and a 4-layer
+    ViT-96 on the 64 px image (16 px patches), both on a 4x4 grid, 2 interactions; 16 visual tokens
+    keep SmolLM2-135M's sequence short enough for a CPU."""
+    branches = [
+        ClipViTBranchConfig(image_size=32, interaction_indexes=[(0, 2), (3, 5)], hidden_size=192, num_layers=6, num_heads=3,
+                            intermediate_size=768, patch_size=8, pretrained_image_size=32),
+        ClipViTBranchConfig(image_size=64, interaction_indexes=[(0, 1), (2, 3)], hidden_size=96, num_layers=4, num_heads=2,
+                            intermediate_size=384, patch_size=16, pretrained_image_size=64),
+    ]
+    return _piip("piip-quickstart_64-32", branches, ("HuggingFaceTB/SmolLM2-135M-Instruct", 576),
+                 "CPU quickstart: ViT-192x6 @32 px + ViT-96x4 @64 px, 2 interactions, 16 visual tokens",
+                 InteractionConfig(deform_num_heads=8))
+
+
 ARCHITECTURES: Mapping[str, Callable[[], ArchitectureSpec]] = {
     "piip-llava_clip-bl_512-256_7B": _clip_bl_512_256,
     "piip-llava_clip-bl_512-448_7B": lambda: _clip_bl_512_448("piip-llava_clip-bl_512-448_7B", LLM_7B),
@@ -153,6 +168,7 @@ ARCHITECTURES: Mapping[str, Callable[[], ArchitectureSpec]] = {
     "piip-llava-plus_convnext-l_clip-l_1024-336_7B": lambda: _cnx_1024_336("piip-llava-plus_convnext-l_clip-l_1024-336_7B", "l", LLM_7B),
     "llava-v1.5-clip-l-336": _llava_v15,
     "piip-vit-3branch_512-256-128": _paper_3branch,
+    "piip-quickstart_64-32": _quickstart,
     "tiny-piip-vit": _tiny_piip_vit,
     "tiny-piip-convnext": _tiny_piip_convnext,
     "tiny-llava": _tiny_single,

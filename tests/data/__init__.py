@@ -1,0 +1,1 @@
+"""Tests for piip_llava.data (a package so its conftest does not shadow tests/conftest.py)."""
