@@ -15,10 +15,14 @@ from .errors import PiipLlavaError
 SUBCOMMANDS = {
     "quickstart": ("piip_llava.commands.quickstart", "train a small PIIP-LLaVA end to end on CPU, offline"),
     "train": ("piip_llava.commands.train", "train (stage 1 pretrain / stage 2 finetune) with the LLaVA-1.5 recipe"),
+    "eval": ("piip_llava.commands.evaluate", "generate answers for LLaVA-1.5 benchmarks, score them, write results + uploads"),
     "flops": ("piip_llava.commands.flops", "parameters and vision MACs of registered architectures"),
     "convert": ("piip_llava.commands.convert", "convert an official PIIP-LLaVA / LLaVA-1.5 release to this format"),
     "tower-demo": ("piip_llava.commands.tower_demo", "run a real-shape PIIP tower on a real photo (no weights needed)"),
     "architectures": ("piip_llava.commands.architectures", "list registered architectures"),
+    "chat": ("piip_llava.commands.chat", "chat with a model about an image in the terminal"),
+    "demo": ("piip_llava.commands.demo", "web demo (Gradio): upload an image and chat with the model"),
+    "serve": ("piip_llava.commands.serve", "OpenAI-compatible HTTP API (/v1/chat/completions) with batching"),
 }
 
 

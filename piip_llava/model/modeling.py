@@ -17,10 +17,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel
 
 from ..errors import PiipLlavaError
-from ..vision.branches import ClipVisionBackbone
-from ..vision.deform_attn import MSDeformAttn
 from ..vision.image_processor import PiipImageProcessor
-from ..vision.interaction import Injector
 from ..vision.tower import build_vision_tower
 from .configuration import PiipLlavaConfig
 from .projector import build_projector
@@ -53,21 +50,11 @@ class PiipLlavaPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["InteractionBlock", "CLIPEncoderLayer", "ConvNeXtBlock"]
     _skip_keys_device_placement = ["past_key_values", "cache"]
 
-    @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        """Re-create the vision side's own initialisation when transformers asks for it (e.g. for
-        parameters missing from a checkpoint); the language model initialises itself."""
-        if isinstance(module, MSDeformAttn):
-            module.reset_parameters()
-        elif isinstance(module, Injector):
-            module.ca_weight.zero_()
-            if module.with_cffn:
-                module.cffn_weight.zero_()
-        elif isinstance(module, ClipVisionBackbone):
-            std = module.embeddings.embed_dim**-0.5
-            nn.init.normal_(module.embeddings.class_embedding, std=std)
-        elif isinstance(module, (nn.Linear, nn.Conv2d, nn.LayerNorm, nn.GroupNorm, nn.Embedding)):
-            module.reset_parameters()
+        """Nothing to do: the vision side initialises itself when built (CLIP's own init via transformers,
+        timm's ConvNeXt init, the official deformable-attention init and zero gates), and the language
+        model brings its own ``_init_weights``. Re-running a generic init here would overwrite the
+        deformable offsets' ring initialisation with random values."""
 
 
 class PiipLlavaForConditionalGeneration(PiipLlavaPreTrainedModel, GenerationMixin):

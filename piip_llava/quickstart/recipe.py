@@ -2,7 +2,9 @@
 
 Same code path as a real run (``piip_llava.train.run.train``), scaled to a laptop CPU:
 
-* stage 1 (``pretrain``, ``plain`` template, square crops): projector only, on captions;
+* stage 1 (``pretrain``, ``plain`` template, square crops) on captions: projector -- and, because no
+  pretrained vision weights exist offline, the randomly initialised tower too (the official recipe
+  freezes its pretrained tower here);
 * stage 2 (``finetune``, ``chatml`` template, padded images): vision tower + projector, the LLM frozen
   (backpropagating into 135 M LLM weights is what a CPU cannot afford; gradients still flow *through*
   the LLM into the projector and tower);
@@ -96,7 +98,8 @@ def run(config: QuickstartConfig, log=print) -> dict:
     stage1 = train(
         ModelArguments(llm=str(llm), architecture=config.architecture, conversation_template="chatml"),
         DataArguments(data_path=str(files.stage1), image_folder=str(files.image_folder), template="plain", image_aspect_ratio="square"),
-        _training_args(config, stage1_dir, "pretrain", config.stage1_lr),
+        # The tower has no pretrained weights offline, so unlike the official stage 1 it trains here too.
+        _training_args(config, stage1_dir, "pretrain", config.stage1_lr, vision_trainable="all", vision_tower_lr=config.vision_tower_lr),
     )
     log(f"[4/5] stage 2: instruction tuning on {config.stage2_conversations} conversations ...")
     stage2 = train(

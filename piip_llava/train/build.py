@@ -38,8 +38,9 @@ def architecture_from_args(architecture: str | None, vision_config: str | None, 
     )
 
 
-def build_model(model_args, *, template: str | None, image_aspect_mode: str, dtype: torch.dtype | None = None):
-    """Return ``(model, loaded_tokenizer)`` for training."""
+def build_model(model_args, *, template: str | None, image_aspect_mode: str, dtype: torch.dtype | None = None,
+                quantization=None):
+    """Return ``(model, loaded_tokenizer)`` for training (``quantization``: a BitsAndBytesConfig for QLoRA)."""
     from transformers import AutoModelForCausalLM
 
     from ..data.tokenizer import load_tokenizer
@@ -49,8 +50,9 @@ def build_model(model_args, *, template: str | None, image_aspect_mode: str, dty
     if model_args.model_name_or_path:
         if model_args.llm or model_args.architecture or model_args.vision_config:
             raise ConfigError("--model_name_or_path continues a checkpoint; do not also pass --llm/--architecture/--vision_config.")
+        extra = {"quantization_config": quantization, "dtype": dtype or torch.bfloat16} if quantization is not None else {"dtype": dtype}
         model = PiipLlavaForConditionalGeneration.from_pretrained(
-            model_args.model_name_or_path, attn_implementation=model_args.attn_implementation, dtype=dtype
+            model_args.model_name_or_path, attn_implementation=model_args.attn_implementation, **extra
         )
         loaded = load_tokenizer(model_args.model_name_or_path)
         if loaded.image_token_id != model.config.image_token_id:
@@ -63,7 +65,10 @@ def build_model(model_args, *, template: str | None, image_aspect_mode: str, dty
     if not model_args.llm:
         raise ConfigError("pass --model_name_or_path (continue) or --llm PATH (new model).")
     loaded = load_tokenizer(model_args.llm)
-    language_model = AutoModelForCausalLM.from_pretrained(model_args.llm, attn_implementation=model_args.attn_implementation, dtype=dtype)
+    extra = {"quantization_config": quantization} if quantization is not None else {}
+    language_model = AutoModelForCausalLM.from_pretrained(
+        model_args.llm, attn_implementation=model_args.attn_implementation, dtype=dtype, **extra
+    )
     language_model.resize_token_embeddings(loaded.vocab_size, mean_resizing=False)
     spec = architecture_from_args(model_args.architecture, model_args.vision_config, language_model.config.hidden_size)
     if model_args.vision_pretrained:

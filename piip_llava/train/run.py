@@ -51,8 +51,10 @@ def _quantization(args):
         raise ConfigError("--bits 4/8 quantises the frozen LLM and only makes sense with --lora_enable.")
     from transformers import BitsAndBytesConfig
 
+    # Only the LLM is quantised: the tower, projector and output head stay in 16 bit and train in full.
     return BitsAndBytesConfig(load_in_4bit=args.bits == 4, load_in_8bit=args.bits == 8, bnb_4bit_quant_type="nf4",
-                              bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_use_double_quant=True)
+                              bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_use_double_quant=True,
+                              llm_int8_skip_modules=["vision_tower", "projector", "lm_head"])
 
 
 def train(model_args, data_args, training_args, callbacks=()) -> TrainResult:
@@ -65,15 +67,20 @@ def train(model_args, data_args, training_args, callbacks=()) -> TrainResult:
 
     if data_args.data_path is None:
         raise ConfigError("--data_path is required.")
-    if _quantization(training_args) is not None:
-        raise ConfigError("QLoRA loading is configured through --bits on a GPU machine; see scripts/finetune_qlora.sh.")
+    quantization = _quantization(training_args)
     policy = TrainablePolicy(
         stage=training_args.stage, vision_trainable=training_args.vision_trainable,
         train_llm=not (training_args.freeze_llm or training_args.lora_enable),
         freeze_interaction_gates=training_args.freeze_interaction_gates,
     )
-    model, loaded = build_model(model_args, template=data_args.template, image_aspect_mode=data_args.image_aspect_ratio)
+    model, loaded = build_model(model_args, template=data_args.template, image_aspect_mode=data_args.image_aspect_ratio,
+                                quantization=quantization)
     trainable = apply_policy(model, policy)
+    if quantization is not None:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=training_args.gradient_checkpointing)
+        apply_policy(model, policy)  # prepare_model_for_kbit_training freezes everything
     if training_args.lora_enable:
         model = _peft_wrap(model, training_args)
     if training_args.gradient_checkpointing:

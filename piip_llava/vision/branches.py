@@ -197,8 +197,7 @@ class ClipVisionBackbone(nn.Module):
 
     def __init__(self, config: ClipViTBranchConfig, attn_implementation: str = "sdpa"):
         super().__init__()
-        from transformers import CLIPVisionConfig
-        from transformers.models.clip.modeling_clip import CLIPEncoder, CLIPVisionEmbeddings
+        from transformers import CLIPVisionConfig, CLIPVisionModel
 
         hf_config = CLIPVisionConfig(
             hidden_size=config.hidden_size,
@@ -211,13 +210,18 @@ class ClipVisionBackbone(nn.Module):
             layer_norm_eps=config.layer_norm_eps,
         )
         hf_config._attn_implementation = attn_implementation
-        self.embeddings = CLIPVisionEmbeddings(hf_config)
+        # Built through CLIPVisionModel so a from-scratch branch gets CLIP's own initialisation
+        # (e.g. position table std 0.02, not nn.Embedding's 1.0); older transformers nest the
+        # children under ``vision_model``.
+        hf_model = CLIPVisionModel(hf_config)
+        source = getattr(hf_model, "vision_model", hf_model)
+        self.embeddings = source.embeddings
         # Positions are resized to the run-time grid on every forward; the fixed index buffer is unused
         # and, being non-persistent, would come back uninitialised from meta-device loading.
         del self.embeddings.position_ids
-        self.pre_layrnorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.encoder = CLIPEncoder(hf_config)
-        self.post_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)  # stored, unused
+        self.pre_layrnorm = source.pre_layrnorm
+        self.encoder = source.encoder
+        self.post_layernorm = source.post_layernorm  # stored (released checkpoints have it), never applied
 
 
 class ClipViTBranch(Branch):

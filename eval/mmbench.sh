@@ -1,0 +1,6 @@
+#!/bin/bash
+# MMBench dev, English (scripts/v1_5/eval/mmbench.sh): local score + answers_upload/*.xlsx
+# Usage: MODEL=/path/to/checkpoint [CKPT=name] [CUDA_VISIBLE_DEVICES=0,1,...] bash eval/mmbench.sh [piip-llava eval options]
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+run_chunked mmbench_en "$@"

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Stage 2 (visual instruction tuning): LLM + projector + the whole vision tower, `vicuna_v1` template,
+# LLaVA-665K mix, lr 2e-5, global batch 128, ZeRO-3, padded images, modality-grouped batches, 1 epoch.
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+
+ARCH=${ARCH:-piip-llava_clip-bl_512-256_7B}
+STAGE1=${STAGE1:-./checkpoints/${ARCH}_pretrain}
+DATA=${DATA:-./playground/data/llava_v1_5_mix665k.json}
+IMAGES=${IMAGES:-./playground/data}
+OUT=${OUT:-./checkpoints/${ARCH}_finetune}
+PER_DEVICE=${PER_DEVICE:-4}
+GRAD_ACC=${GRAD_ACC:-4}
+global_batch_check 128 "$PER_DEVICE" "$GRAD_ACC"
+
+launch \
+    --deepspeed "$SCRIPT_DIR/zero3.json" \
+    --stage finetune \
+    --model_name_or_path "$STAGE1" \
+    --data_path "$DATA" --image_folder "$IMAGES" --template vicuna_v1 --image_aspect_ratio pad \
+    --group_by_modality_length True \
+    --bf16 True --tf32 True \
+    --output_dir "$OUT" \
+    --num_train_epochs 1 \
+    --per_device_train_batch_size "$PER_DEVICE" --gradient_accumulation_steps "$GRAD_ACC" \
+    --learning_rate 2e-5 --weight_decay 0. --warmup_steps 0.03 --lr_scheduler_type cosine \
+    --model_max_length 2048 --gradient_checkpointing True \
+    --save_strategy steps --save_steps 50000 --save_total_limit 1 \
+    --logging_steps 1 --dataloader_num_workers 4 --report_to none "$@"
