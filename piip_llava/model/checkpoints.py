@@ -205,15 +205,10 @@ def _text_config_from_official(config: Mapping[str, Any]):
 
 
 def official_architecture(config: Mapping[str, Any]) -> str:
-    """Registry name for an official ``config.json`` (from ``mm_vision_tower``)."""
+    """Registry name of a PIIP-LLaVA release (``mm_vision_tower`` = ``configs/<name>.py``)."""
     from ..vision.registry import ARCHITECTURES
 
-    model_type = config.get("model_type")
     tower = config.get("mm_vision_tower") or config.get("vision_tower_name") or config.get("vision_tower")
-    if model_type == "llava":
-        if tower and "336" in str(tower) and "clip-vit-large-patch14" in str(tower):
-            return "llava-v1.5-clip-l-336"
-        raise CheckpointError(f"LLaVA config names vision tower {tower!r}; only LLaVA-1.5's CLIP-L/14-336 is registered.")
     if not tower:
         raise CheckpointError("config.json has no 'mm_vision_tower': cannot tell which PIIP architecture this is.")
     name = Path(str(tower)).name
@@ -221,6 +216,41 @@ def official_architecture(config: Mapping[str, Any]) -> str:
     if name not in ARCHITECTURES:
         raise CheckpointError(f"mm_vision_tower {tower!r} names no registered architecture; known: {', '.join(ARCHITECTURES)}.")
     return name
+
+
+def clip_config_from_folder(path: str | os.PathLike):
+    """``ClipViTBranchConfig`` from an HF CLIP folder's ``config.json`` (CLIPModel or CLIPVisionModel)."""
+    from ..vision.branches import ClipViTBranchConfig
+
+    config = _read_json(Path(path) / "config.json")
+    vision = config.get("vision_config", config)
+    try:
+        return ClipViTBranchConfig(
+            image_size=vision["image_size"], hidden_size=vision["hidden_size"], num_layers=vision["num_hidden_layers"],
+            num_heads=vision["num_attention_heads"], intermediate_size=vision["intermediate_size"],
+            patch_size=vision["patch_size"], pretrained_image_size=vision["image_size"],
+            layer_norm_eps=vision.get("layer_norm_eps", 1e-5), hidden_act=vision.get("hidden_act", "quick_gelu"),
+        )
+    except KeyError as error:
+        raise CheckpointError(f"{path}/config.json: missing CLIP vision field {error}; is this a CLIP folder?") from error
+
+
+def llava_tower(config: Mapping[str, Any], vision_tower_path: str | os.PathLike):
+    """LLaVA-1.5's tower as LLaVA builds it: the CLIP folder's geometry, ``mm_vision_select_layer``,
+    patch tokens only, CLIP statistics; plus the projector type."""
+    from ..vision.registry import ArchitectureSpec
+    from ..vision.tower import VisionTowerConfig, llava_baseline_stats
+
+    feature = config.get("mm_vision_select_feature", "patch")
+    if feature != "patch":
+        raise CheckpointError(f"mm_vision_select_feature {feature!r} is not supported (LLaVA-1.5 uses 'patch').")
+    projector = config.get("mm_projector_type", "linear")
+    if projector not in ("mlp2x_gelu", "linear"):
+        raise CheckpointError(f"mm_projector_type {projector!r} is not supported (mlp2x_gelu or linear).")
+    tower = VisionTowerConfig(branches=[clip_config_from_folder(vision_tower_path)], kind="single",
+                              select_layer=config.get("mm_vision_select_layer", -2), **llava_baseline_stats())
+    name = "llava-v1.5-clip-l-336" if tower.branches[0].hidden_size == 1024 and tower.image_size == 336 else "llava-custom"
+    return ArchitectureSpec(name, tower, projector, config["hidden_size"], config.get("_name_or_path", "llava"))
 
 
 def load_official(
@@ -232,7 +262,7 @@ def load_official(
 ):
     """Build our model from an official PIIP-LLaVA or LLaVA-1.5 release directory, offline.
 
-    Returns ``(model, tokenizer)``; the tokenizer gains the ``<image>`` token and the embedding
+    Returns ``(model, tokenizer)`` (a :class:`~piip_llava.data.tokenizer.LoadedTokenizer`); the tokenizer gains the ``<image>`` token and the embedding
     matrices one row for it (its embedding is never read: those positions hold visual tokens).
     LLaVA-1.5 releases do not contain the CLIP weights; pass ``vision_tower_path`` (an HF
     ``clip-vit-large-patch14-336`` folder) for them.
@@ -248,7 +278,15 @@ def load_official(
     model_type = config.get("model_type")
     if model_type not in OFFICIAL_MODEL_TYPES:
         raise CheckpointError(f"{directory}: model_type {model_type!r} is not an official LLaVA layout {OFFICIAL_MODEL_TYPES}.")
-    architecture = official_architecture(config)
+    if model_type == "llava":
+        if vision_tower_path is None:
+            raise CheckpointError(
+                f"{directory}: LLaVA-1.5 releases do not contain the CLIP vision tower; pass --vision-tower PATH to a "
+                f"local copy of {config.get('mm_vision_tower', 'openai/clip-vit-large-patch14-336')}."
+            )
+        architecture = llava_tower(config, vision_tower_path)
+    else:
+        architecture = official_architecture(config)
     state = {}
     for key, tensor in load_weight_files(directory).items():
         mapped = official_to_ours(key, model_type)
@@ -267,19 +305,14 @@ def load_official(
     with init_empty_weights(include_buffers=False):
         model = PiipLlavaForConditionalGeneration(ours)
 
-    ignore: tuple[str, ...] = ()
     if model_type == "llava" and not any(k.startswith("vision_tower.") for k in state):
-        if vision_tower_path is None:
-            raise CheckpointError(
-                f"{directory}: LLaVA-1.5 releases do not contain the CLIP vision tower; pass "
-                "--vision-tower PATH to a local openai/clip-vit-large-patch14-336 folder."
-            )
         state.update({"vision_tower.branch1." + k: v for k, v in read_clip_folder(vision_tower_path).items()})
-    load_checked(model, state, f"{directory}", ignore_missing=ignore)
+    load_checked(model, state, f"{directory}")
     if dtype is not None:
         model = model.to(dtype)
 
-    tokenizer, image_token_id = load_tokenizer(directory, model_max_length=config.get("tokenizer_model_max_length") or 2048, padding_side="right")
+    tokenizer = load_tokenizer(directory, model_max_length=config.get("tokenizer_model_max_length") or 2048, padding_side="right")
+    image_token_id = tokenizer.image_token_id
     if image_token_id != text_config.vocab_size:
         raise CheckpointError(f"{directory}: tokenizer has {image_token_id} tokens before {IMAGE_PLACEHOLDER}, the model {text_config.vocab_size}.")
     model.resize_token_embeddings(image_token_id + 1, mean_resizing=True)
@@ -299,9 +332,10 @@ def read_clip_folder(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"CLIP weights {path}: not found. Download the HF folder once and pass its local path.")
     state = load_weight_files(path) if path.is_dir() else _load_file(path)
     out = {}
+    bare = ("embeddings.", "pre_layrnorm.", "encoder.", "post_layernorm.")  # transformers 5 CLIPVisionModel
     for key, tensor in state.items():
-        for prefix in ("vision_model.", "model.vision_model.", "vision_tower.vision_model."):
-            if key.startswith(prefix):
+        for prefix in ("vision_model.", "model.vision_model.", "vision_tower.vision_model.", ""):
+            if key.startswith(prefix) and (prefix or key.startswith(bare)):
                 rest = key[len(prefix) :]
                 if not rest.endswith("position_ids"):
                     out["clip_model." + rest] = tensor
