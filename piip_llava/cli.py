@@ -23,7 +23,14 @@ SUBCOMMANDS = {
     "chat": ("piip_llava.commands.chat", "chat with a model about an image in the terminal"),
     "demo": ("piip_llava.commands.demo", "web demo (Gradio): upload an image and chat with the model"),
     "serve": ("piip_llava.commands.serve", "OpenAI-compatible HTTP API (/v1/chat/completions) with batching"),
+    "merge-lora": ("piip_llava.commands.merge_lora", "merge LoRA adapters into a full checkpoint"),
+    "pyramid-repro": ("piip_llava.commands.pyramid_repro", "the paper's pyramid-vs-single-resolution claim in miniature (CPU, synthetic VQA)"),
 }
+
+PASSTHROUGH = {"train"}
+"""Subcommands whose options are parsed by the subcommand itself (``train``: transformers' HfArgumentParser).
+argparse's ``nargs=REMAINDER`` rejects a remainder that starts with an option (``train --stage ...``), so
+these get the raw argument list."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,8 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    if argv and argv[0] in PASSTHROUGH:
+        args = argparse.Namespace(command=argv[0], options=list(argv[1:]), _module=SUBCOMMANDS[argv[0]][0])
+    else:
+        parser = build_parser()
+        args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2

@@ -30,10 +30,13 @@ class QuickstartConfig:
     output_dir: str = "outputs/quickstart"
     architecture: str = "piip-quickstart_64-32"
     stage1_images: int = 1600
-    stage1_lr: float = 1e-3
+    stage1_lr: float = 2e-3
     stage2_conversations: int = 4800
-    stage2_lr: float = 1e-3
-    vision_tower_lr: float = 5e-4
+    stage2_lr: float = 1e-4
+    """Stage 2 learning rate of the language model (full finetuning, as the official stage 2)."""
+    projector_lr: float = 1e-3
+    vision_tower_lr: float = 1e-3
+    freeze_llm: bool = False
     batch_size: int = 16
     turns_per_conversation: int = 4
     test_questions: int = 1000
@@ -105,7 +108,8 @@ def run(config: QuickstartConfig, log=print) -> dict:
     stage2 = train(
         ModelArguments(model_name_or_path=str(stage1_dir)),
         DataArguments(data_path=str(files.stage2), image_folder=str(files.image_folder), template="chatml", image_aspect_ratio="pad"),
-        _training_args(config, out, "finetune", config.stage2_lr, freeze_llm=True, vision_tower_lr=config.vision_tower_lr),
+        _training_args(config, out, "finetune", config.stage2_lr, freeze_llm=config.freeze_llm,
+                       mm_projector_lr=config.projector_lr, vision_tower_lr=config.vision_tower_lr),
     )
     train_seconds = time.perf_counter() - started
     log(f"[5/5] evaluation on {files.num_test} held-out test questions ...")

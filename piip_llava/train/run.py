@@ -67,7 +67,26 @@ def train(model_args, data_args, training_args, callbacks=()) -> TrainResult:
 
     if data_args.data_path is None:
         raise ConfigError("--data_path is required.")
+    # Checked before the (possibly 7B) model is loaded, so a typo fails in seconds with one line.
+    if not os.path.isfile(data_args.data_path):
+        raise ConfigError(f"--data_path {data_args.data_path}: file not found.")
+    if data_args.image_folder is not None and not os.path.isdir(data_args.image_folder):
+        raise ConfigError(f"--image_folder {data_args.image_folder}: folder not found.")
+    resume = training_args.resume_from_checkpoint
+    if resume in ("last", "true", "True"):
+        resume = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+        if resume is None:
+            raise ConfigError(f"--resume_from_checkpoint {training_args.resume_from_checkpoint}: no checkpoint-* folder in {training_args.output_dir}.")
+    elif resume is not None and not os.path.isdir(resume):
+        raise ConfigError(f"--resume_from_checkpoint {resume}: folder not found.")
     quantization = _quantization(training_args)
+    if training_args.deepspeed and training_args.use_cpu and training_args.world_size > 1:
+        # On GPUs accelerate sets up deepspeed.comm while parsing the arguments; its CPU path only starts
+        # torch.distributed, and ZeRO-3's zero.Init (inside from_pretrained, before the Trainer exists)
+        # would then see a world of 1. Wrap the existing process group (CPU / CI runs only).
+        import deepspeed
+
+        deepspeed.init_distributed(dist_backend="gloo")
     policy = TrainablePolicy(
         stage=training_args.stage, vision_trainable=training_args.vision_trainable,
         train_llm=not (training_args.freeze_llm or training_args.lora_enable),
@@ -82,6 +101,9 @@ def train(model_args, data_args, training_args, callbacks=()) -> TrainResult:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=training_args.gradient_checkpointing)
         apply_policy(model, policy)  # prepare_model_for_kbit_training freezes everything
     if training_args.lora_enable:
+        if model_args.model_name_or_path and os.path.isdir(model_args.model_name_or_path):
+            # peft records this as the adapter's base_model_name_or_path (merge-lora reads it): make it absolute.
+            model.name_or_path = os.path.abspath(model_args.model_name_or_path)
         model = _peft_wrap(model, training_args)
     if training_args.gradient_checkpointing:
         training_args.gradient_checkpointing_kwargs = training_args.gradient_checkpointing_kwargs or {"use_reentrant": False}
@@ -93,17 +115,15 @@ def train(model_args, data_args, training_args, callbacks=()) -> TrainResult:
         skip_log_path=os.path.join(training_args.output_dir, f"skipped.rank{training_args.process_index}.jsonl")
         if data_args.on_bad_sample == "skip" else None,
     )
-    dataset = LazySupervisedDataset(data_config, loaded, base.image_processor())
+    try:
+        dataset = LazySupervisedDataset(data_config, loaded, base.image_processor())
+    except (OSError, ValueError) as error:  # unreadable file, no usable record, missing image folder ...
+        raise ConfigError(f"--data_path {data_args.data_path}: {error}") from error
     collator = DataCollatorForSupervisedDataset(
         pad_token_id=loaded.pad_token_id, max_length=training_args.model_max_length, image_token_id=loaded.image_token_id,
         image_size=base.config.tower_config.image_size,
     )
     trainer = PiipTrainer(model=model, args=training_args, train_dataset=dataset, data_collator=collator, callbacks=list(callbacks))
-    resume = training_args.resume_from_checkpoint
-    if resume in ("last", "true", "True"):
-        resume = get_last_checkpoint(training_args.output_dir)
-        if resume is None:
-            raise ConfigError(f"--resume_from_checkpoint {training_args.resume_from_checkpoint}: no checkpoint-* folder in {training_args.output_dir}.")
     result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)
     report = dataset.report

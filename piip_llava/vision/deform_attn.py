@@ -119,8 +119,11 @@ class MSDeformAttn(nn.Module):
         grid = (grid / grid.abs().max(-1, keepdim=True)[0]).view(self.n_heads, 1, 1, 2)
         grid = grid.repeat(1, self.n_levels, self.n_points, 1)
         grid *= torch.arange(1, self.n_points + 1, dtype=torch.float32).view(1, 1, -1, 1)
-        if self.sampling_offsets.bias.device.type != "meta":
-            self.sampling_offsets.bias.copy_(grid.reshape(-1))
+        bias = self.sampling_offsets.bias
+        # On the meta device, or partitioned by DeepSpeed ZeRO-3 (empty local shard), the values come from
+        # the checkpoint being loaded; there is nothing to write.
+        if bias.device.type != "meta" and bias.numel() == grid.numel():
+            bias.copy_(grid.reshape(-1))
         nn.init.zeros_(self.attention_weights.weight)
         nn.init.zeros_(self.attention_weights.bias)
         nn.init.xavier_uniform_(self.value_proj.weight)
