@@ -3,8 +3,8 @@
 Same as ``piip-llava pyramid-repro`` (``piip_llava/commands/pyramid_repro.py``); see
 ``piip_llava/evidence/README.md`` for the task, the four towers and how to read the results.
 
-    python benchmarks/pyramid_repro.py --scale ci                 # pipeline check, ~1-2 min
-    python benchmarks/pyramid_repro.py                            # 4 variants x 3 seeds, ~1 h on 2 idle cores
+    python benchmarks/pyramid_repro.py --scale ci                 # pipeline check, ~1.5 min
+    python benchmarks/pyramid_repro.py                            # 4 variants x 3 seeds, ~50 min on 2 idle cores
     python benchmarks/pyramid_repro.py --paper-plot-only          # the released models' TextVQA vs FLOPs
     python benchmarks/pyramid_repro.py --report-only              # redraw results.md + plot from results.json
 

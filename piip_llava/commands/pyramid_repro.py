@@ -5,7 +5,7 @@ resolution, (b) the same ViT at full resolution, (c) a parameter-inverted pyrami
 vision MACs, (d) that pyramid without interactions -- over several seeds, and writes ``results.json``,
 ``results.md`` and ``pyramid_accuracy_vs_gmacs.png`` (plus the paper's own TextVQA-vs-FLOPs plot) to
 ``--output-dir``. ``--scale ci`` checks the pipeline in a minute or two; ``--scale full`` is the
-experiment (~1 h on 2 idle CPU cores; finished runs are reused if it is interrupted and restarted).
+experiment (~50 min on 2 idle CPU cores; finished runs are reused if it is interrupted and restarted).
 """
 
 from __future__ import annotations

@@ -160,8 +160,9 @@ class Scale:
 
 SCALES = {
     # Sized from ~450-550 tokens/s (SmolLM2-135M frozen, forward + backward, bf16, 2 idle cores; measured
-    # 0.7 s per stage-1 batch of 8 for (a), 1.3 s for (b)): 125 stage-1 + 38 stage-2 steps and 360 test
-    # questions make a 16-token run ~4-4.5 min and a (b) run ~5.5 min; 4 variants x 3 seeds ~55 min.
+    # 0.65 s per stage-1 step of 8 for (a) and (c) alike -- the towers take 20-45 ms of it -- and 1.3 s for
+    # (b)): 125 stage-1 + 38 stage-2 steps and 360 test questions make a 16-token run ~3.5-4 min and a (b)
+    # run ~5.5 min; 4 variants x 3 seeds ~50 min.
     "full": Scale(stage1_captions=1000, stage2_conversations=300, test_images=60),
     # Checks the pipeline end to end (one optimizer step per stage); its accuracies mean nothing.
     "ci": Scale(stage1_captions=8, stage2_conversations=8, test_images=5, eval_batch_size=30),
