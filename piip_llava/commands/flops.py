@@ -32,14 +32,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _short(value: float) -> str:
+    """One decimal for real models, three significant digits for the tiny test towers."""
+    return f"{value:.1f}" if value >= 1 else f"{value:.3g}"
+
+
 def format_table(reports) -> str:
     header = f"{'architecture':48s} {'image':>5s} {'tokens':>6s} {'GMACs':>8s} {'tower M':>8s} {'proj M':>7s}  per component (GMACs)"
     lines = [header, "-" * len(header)]
     for r in reports:
         j = r.to_json()
-        parts = ", ".join(f"{k} {v:.1f}" for k, v in j["macs_by_component_g"].items())
+        parts = ", ".join(f"{k} {_short(v)}" for k, v in j["macs_by_component_g"].items())
         lines.append(
-            f"{r.arch:48s} {r.image_size:5d} {r.num_visual_tokens:6d} {j['macs_paper_g']:8.1f} "
+            f"{r.arch:48s} {r.image_size:5d} {r.num_visual_tokens:6d} {_short(j['macs_paper_g']):>8s} "
             f"{j['params_m']['vision_tower']:8.1f} {j['params_m']['projector']:7.1f}  {parts}"
         )
     lines.append("GMACs: vision encoder (branches + interactions), paper convention; projector listed separately.")

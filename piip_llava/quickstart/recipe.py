@@ -5,9 +5,7 @@ Same code path as a real run (``piip_llava.train.run.train``), scaled to a lapto
 * stage 1 (``pretrain``, ``plain`` template, square crops) on captions: projector -- and, because no
   pretrained vision weights exist offline, the randomly initialised tower too (the official recipe
   freezes its pretrained tower here);
-* stage 2 (``finetune``, ``chatml`` template, padded images): vision tower + projector, the LLM frozen
-  (backpropagating into 135 M LLM weights is what a CPU cannot afford; gradients still flow *through*
-  the LLM into the projector and tower);
+* stage 2 (``finetune``, ``chatml`` template, padded images): LLM + projector + tower, as official;
 * evaluation: greedy generation on held-out test questions, exact-match accuracy per question type;
 * artefacts: ``loss.png``, ``summary.json``, ``summary.md`` and a normal checkpoint in ``output_dir``.
 """
@@ -29,15 +27,19 @@ PRESETS = ("full", "ci")
 class QuickstartConfig:
     output_dir: str = "outputs/quickstart"
     architecture: str = "piip-quickstart_64-32"
-    stage1_images: int = 1600
-    stage1_lr: float = 2e-3
-    stage2_conversations: int = 4800
-    stage2_lr: float = 1e-4
+    stage1_images: int = 2000
+    """Images drawn for training (stage 1 uses those whose shape and colour the metadata gives)."""
+    stage1_lr: float = 1e-3
+    """Stage 1 learning rate of the projector and the (randomly initialised) tower."""
+    stage2_conversations: int = 300
+    stage2_lr: float = 5e-5
     """Stage 2 learning rate of the language model (full finetuning, as the official stage 2)."""
-    projector_lr: float = 1e-3
-    vision_tower_lr: float = 1e-3
+    stage2_vision_lr: float = 5e-4
+    """Stage 2 learning rate of the projector and the tower."""
     freeze_llm: bool = False
-    batch_size: int = 16
+    batch_size: int = 4
+    """Small batches: a tower trained from scratch needs optimizer steps more than it needs large batches,
+    and on a CPU the cost per sample hardly depends on the batch size."""
     turns_per_conversation: int = 4
     test_questions: int = 1000
     eval_batch_size: int = 50
@@ -51,7 +53,7 @@ class QuickstartConfig:
             raise ValueError(f"unknown preset {name!r}; use one of {PRESETS}.")
         config = cls()
         if name == "ci":
-            config = replace(config, stage1_images=64, stage2_conversations=96, test_questions=40, batch_size=8)
+            config = replace(config, stage1_images=64, stage2_conversations=32, test_questions=40)
         return replace(config, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -72,7 +74,7 @@ def _training_args(config: QuickstartConfig, out: Path, stage: str, lr: float, *
     bf16 = cpu_has_native_bf16() if config.bf16 is None else config.bf16
     return PiipTrainingArguments(
         output_dir=str(out), stage=stage, learning_rate=lr, per_device_train_batch_size=config.batch_size,
-        num_train_epochs=1, lr_scheduler_type="cosine", warmup_steps=0.03, weight_decay=0.0, logging_steps=5,
+        num_train_epochs=1, lr_scheduler_type="cosine", warmup_steps=0.03, weight_decay=0.0, logging_steps=10,
         save_strategy="no", report_to="none", use_cpu=not torch.cuda.is_available(), bf16=bf16, seed=config.seed,
         dataloader_num_workers=0, model_max_length=512, **extra,
     )
@@ -92,24 +94,25 @@ def run(config: QuickstartConfig, log=print) -> dict:
     llm = smollm2_path()
     log("[2/5] easy-vqa -> LLaVA-format data ...")
     files = easyvqa.build(out / "data", seed=config.seed, turns_per_conversation=config.turns_per_conversation,
-                          max_train_images=max(config.stage1_images, config.stage2_conversations), max_test_questions=config.test_questions)
-    _truncate(files.stage1, config.stage1_images)
-    _truncate(files.stage2, config.stage2_conversations)
+                          max_train_images=max(config.stage1_images, config.stage2_conversations),
+                          max_test_questions=config.test_questions)
+    files = replace(files, num_stage1=_truncate(files.stage1, config.stage1_images),
+                    num_stage2_conversations=_truncate(files.stage2, config.stage2_conversations))
 
-    log(f"[3/5] stage 1: projector alignment on {config.stage1_images} captions ...")
+    log(f"[3/5] stage 1: tower + projector alignment on {files.num_stage1} captions ...")
     stage1_dir = out / "stage1"
     stage1 = train(
         ModelArguments(llm=str(llm), architecture=config.architecture, conversation_template="chatml"),
         DataArguments(data_path=str(files.stage1), image_folder=str(files.image_folder), template="plain", image_aspect_ratio="square"),
         # The tower has no pretrained weights offline, so unlike the official stage 1 it trains here too.
-        _training_args(config, stage1_dir, "pretrain", config.stage1_lr, vision_trainable="all", vision_tower_lr=config.vision_tower_lr),
+        _training_args(config, stage1_dir, "pretrain", config.stage1_lr, vision_trainable="all"),
     )
     log(f"[4/5] stage 2: instruction tuning on {config.stage2_conversations} conversations ...")
     stage2 = train(
         ModelArguments(model_name_or_path=str(stage1_dir)),
         DataArguments(data_path=str(files.stage2), image_folder=str(files.image_folder), template="chatml", image_aspect_ratio="pad"),
         _training_args(config, out, "finetune", config.stage2_lr, freeze_llm=config.freeze_llm,
-                       mm_projector_lr=config.projector_lr, vision_tower_lr=config.vision_tower_lr),
+                       mm_projector_lr=config.stage2_vision_lr, vision_tower_lr=config.stage2_vision_lr),
     )
     train_seconds = time.perf_counter() - started
     log(f"[5/5] evaluation on {files.num_test} held-out test questions ...")
@@ -117,7 +120,7 @@ def run(config: QuickstartConfig, log=print) -> dict:
     plot_losses(stage1.log_history, stage2.log_history, out / "loss.png")
     summary = {
         "config": asdict(config),
-        "data": {"stage1_captions": config.stage1_images, "stage2_conversations": config.stage2_conversations,
+        "data": {"stage1_captions": files.num_stage1, "stage2_conversations": files.num_stage2_conversations,
                  "test_questions": files.num_test},
         "trainable_parameters": {"stage1": stage1.trainable, "stage2": stage2.trainable},
         "final_loss": {"stage1": _last_loss(stage1.log_history), "stage2": _last_loss(stage2.log_history)},
@@ -132,9 +135,10 @@ def run(config: QuickstartConfig, log=print) -> dict:
     return summary
 
 
-def _truncate(path: Path, count: int) -> None:
-    records = json.loads(path.read_text())
-    path.write_text(json.dumps(records[:count]))
+def _truncate(path: Path, count: int) -> int:
+    records = json.loads(path.read_text())[:count]
+    path.write_text(json.dumps(records))
+    return len(records)
 
 
 def _last_loss(history: list[dict]) -> float | None:
