@@ -142,7 +142,8 @@ def _truncate(path: Path, count: int) -> int:
 
 
 def _last_loss(history: list[dict]) -> float | None:
-    losses = [row["loss"] for row in history if "loss" in row]
+    """The last logged loss; for runs shorter than one logging interval, the Trainer's mean ``train_loss``."""
+    losses = [row["loss"] for row in history if "loss" in row] or [row["train_loss"] for row in history if "train_loss" in row]
     return round(losses[-1], 4) if losses else None
 
 
