@@ -179,13 +179,6 @@ class PiipLlavaForConditionalGeneration(PiipLlavaPreTrainedModel, GenerationMixi
             inputs_embeds = self.embed_multimodal(input_ids, pixel_values, image_sample_mask)
         return self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels, **kwargs)
 
-    def prepare_inputs_for_generation(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """Keep ``pixel_values`` only for the prefill step (older transformers forward them every step)."""
-        model_inputs = super().prepare_inputs_for_generation(*args, **kwargs)
-        if model_inputs.get("pixel_values") is not None and _cache_length(model_inputs) > 0:
-            model_inputs["pixel_values"] = None
-        return model_inputs
-
 
 def register_auto_classes() -> None:
     """Make ``AutoConfig`` / ``AutoModelForCausalLM`` / ``AutoModelForImageTextToText`` know ``piip_llava``.

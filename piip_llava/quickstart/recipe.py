@@ -68,10 +68,14 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def _use_bf16(config: QuickstartConfig) -> bool:
+    return cpu_has_native_bf16() if config.bf16 is None else config.bf16
+
+
 def _training_args(config: QuickstartConfig, out: Path, stage: str, lr: float, **extra):
     from ..train.arguments import PiipTrainingArguments
 
-    bf16 = cpu_has_native_bf16() if config.bf16 is None else config.bf16
+    bf16 = _use_bf16(config)
     return PiipTrainingArguments(
         output_dir=str(out), stage=stage, learning_rate=lr, per_device_train_batch_size=config.batch_size,
         num_train_epochs=1, lr_scheduler_type="cosine", warmup_steps=0.03, weight_decay=0.0, logging_steps=10,
@@ -127,7 +131,7 @@ def run(config: QuickstartConfig, log=print) -> dict:
         "accuracy": metrics,
         "examples": examples[:8],
         "seconds": {"train": round(train_seconds, 1), "total": round(time.perf_counter() - started, 1)},
-        "bf16": bool(_training_args(config, out, "finetune", 1.0).bf16),
+        "bf16": _use_bf16(config),
         "torch_threads": torch.get_num_threads(),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -165,6 +165,13 @@ class Branch(nn.Module):
         batch, _, channels = state.x.shape
         return state.x.transpose(1, 2).reshape(batch, channels, *state.hw)
 
+    def _run_with_cls(self, state: BranchState, blocks) -> BranchState:
+        """Run ViT blocks with the cls token re-attached in front (it joins attention, not interactions)."""
+        x = torch.cat([state.cls, state.x], dim=1)
+        for block in blocks:
+            x = self._call_block(block, x)
+        return BranchState(x[:, 1:], state.hw, x[:, :1])
+
     def _call_block(self, block: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         if self.gradient_checkpointing and self.training and x.requires_grad:
             return checkpoint(block, x, use_reentrant=False)
@@ -174,6 +181,19 @@ class Branch(nn.Module):
 def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
     """The official fp32 "islands" (resizes, sampling) -- float64 passes through for reference runs."""
     return x if x.dtype == torch.float64 else x.float()
+
+
+def vit_embed(patches: torch.Tensor, table: torch.Tensor, class_embedding: torch.Tensor, pre_norm: nn.Module) -> BranchState:
+    """Patch map (B, C, H, W) -> cls + patch tokens with positions resized to (H, W), then ``pre_norm``.
+
+    The cls position (row 0 of ``table``) is kept as is; the patch rows are resized bicubically.
+    """
+    hw = (patches.shape[-2], patches.shape[-1])
+    patches = patches.flatten(2).transpose(1, 2)
+    pos = interpolate_pos_embed(table[1:], math.isqrt(table.shape[0] - 1), hw).to(patches.dtype)
+    cls = (class_embedding + table[0]).to(patches.dtype).expand(patches.shape[0], 1, -1)
+    x = pre_norm(torch.cat([cls, patches + pos], dim=1))
+    return BranchState(x[:, 1:], hw, x[:, :1])
 
 
 def interpolate_pos_embed(pos: torch.Tensor, src_grid: int, dst_hw: tuple[int, int]) -> torch.Tensor:
@@ -246,22 +266,12 @@ class ClipViTBranch(Branch):
 
     def embed(self, image: torch.Tensor) -> BranchState:
         emb = self.clip_model.embeddings
-        weight = emb.patch_embedding.weight
-        patches = emb.patch_embedding(image.to(weight.dtype))  # (B, C, H, W)
-        hw = (patches.shape[-2], patches.shape[-1])
-        patches = patches.flatten(2).transpose(1, 2)
-        table = emb.position_embedding.weight
-        src_grid = math.isqrt(table.shape[0] - 1)
-        pos = interpolate_pos_embed(table[1:], src_grid, hw).to(patches.dtype)
-        cls = (emb.class_embedding + table[0]).to(patches.dtype).expand(patches.shape[0], 1, -1)
-        x = self.clip_model.pre_layrnorm(torch.cat([cls, patches + pos], dim=1))
-        return BranchState(x[:, 1:], hw, x[:, :1])
+        patches = emb.patch_embedding(image.to(emb.patch_embedding.weight.dtype))
+        return vit_embed(patches, emb.position_embedding.weight, emb.class_embedding, self.clip_model.pre_layrnorm)
 
     def run_blocks(self, state: BranchState, start: int, end: int) -> BranchState:
-        x = torch.cat([state.cls, state.x], dim=1)
-        for layer in self.clip_model.encoder.layers[start : end + 1]:
-            x = self._call_block(partial(layer, attention_mask=None), x)
-        return BranchState(x[:, 1:], state.hw, x[:, :1])
+        layers = self.clip_model.encoder.layers[start : end + 1]
+        return self._run_with_cls(state, [partial(layer, attention_mask=None) for layer in layers])
 
 
 class ConvNeXtBranch(Branch):
@@ -332,6 +342,8 @@ class OpenClipViTBranch(Branch):
         visual = open_clip.create_model(config.model_name, pretrained=None).visual
         if not hasattr(visual, "transformer") or not hasattr(visual, "conv1"):
             raise ValueError(f"open_clip model {config.model_name!r} does not have a ViT visual tower.")
+        if not getattr(visual.transformer, "batch_first", True):
+            raise ValueError("open_clip transformer must be batch_first (open_clip >= 2.24).")
         self.open_clip_model = visual
 
     @property
@@ -348,21 +360,10 @@ class OpenClipViTBranch(Branch):
     def embed(self, image: torch.Tensor) -> BranchState:
         visual = self.open_clip_model
         patches = visual.conv1(image.to(visual.conv1.weight.dtype))
-        hw = (patches.shape[-2], patches.shape[-1])
-        patches = patches.flatten(2).transpose(1, 2)
-        table = visual.positional_embedding
-        pos = interpolate_pos_embed(table[1:], math.isqrt(table.shape[0] - 1), hw).to(patches.dtype)
-        cls = (visual.class_embedding + table[0]).to(patches.dtype).expand(patches.shape[0], 1, -1)
-        x = visual.ln_pre(torch.cat([cls, patches + pos], dim=1))
-        return BranchState(x[:, 1:], hw, x[:, :1])
+        return vit_embed(patches, visual.positional_embedding, visual.class_embedding, visual.ln_pre)
 
     def run_blocks(self, state: BranchState, start: int, end: int) -> BranchState:
-        x = torch.cat([state.cls, state.x], dim=1)
-        if not getattr(self.open_clip_model.transformer, "batch_first", True):
-            raise ValueError("open_clip transformer must be batch_first (open_clip >= 2.24).")
-        for block in self.open_clip_model.transformer.resblocks[start : end + 1]:
-            x = self._call_block(block, x)
-        return BranchState(x[:, 1:], state.hw, x[:, :1])
+        return self._run_with_cls(state, self.open_clip_model.transformer.resblocks[start : end + 1])
 
 
 def _open_clip_convnext(config: OpenClipConvNeXtBranchConfig) -> ConvNeXtBranch:
