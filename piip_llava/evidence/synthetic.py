@@ -5,18 +5,25 @@ Every scene (``image_size`` x ``image_size``, 128 px by default) has
 * **global** content, readable at any resolution: one *big* shape (circle / square / triangle,
   ~40-50 px across at 128 px) in one of six colours, on the left or the right half, on a light
   background of random tint;
-* **detail** content in the other half, only a few pixels large: a white *tag* with a digit
-  (glyph ~6 x 8 px), a *small triangle* and a *small square* (~7 px) of independent colours, and
-  0-4 *dots* (3 px).
+* **detail** content in the other half: a grey-outlined *box* (28 px at 128 px) filled with a
+  one-pixel pattern -- horizontal lines, vertical lines, a checkerboard, or plain grey of exactly the
+  patterns' mean brightness.
 
-Six question types, one per attribute, all with one-word answers::
+The box's corner and side are multiples of 4 px, so the 2x and 4x bilinear downsamples a
+low-resolution tower applies (:func:`piip_llava.vision.tower.branch_input`, no antialias, as in the
+official code) average every pattern, line for line, into the *same* uniform grey: at 64 or 32 px the
+box is still visible but its pattern is gone -- the miniature counterpart of text that a
+low-resolution LLaVA cannot read. (Non-integer factors such as 128 -> 48 px do *not* erase it: bilinear
+resampling without antialias aliases one-pixel lines into coarse visible beats.) (Earlier drafts used digits,
+small shapes and dot counts; towers trained from scratch on a CPU budget did not learn them even at
+full resolution and with direct supervision, so they could not tell the towers apart.)
 
-    big_color   global  "What color is the big shape?"          red|green|blue|yellow|purple|orange
-    big_side    global  "Is the big shape on the left or right?" left|right
-    big_shape   global  "Is the big shape a circle?"            yes|no
-    digit       detail  "What digit is on the tag?"             0-9
-    small_color detail  "What color is the small triangle?"     six colours
-    count       detail  "How many dots are there?"              0-4
+Four question types, one per attribute, all with one-word answers::
+
+    big_color  global  "What color is the big shape?"             red|green|blue|yellow|purple|orange
+    big_side   global  "Is the big shape on the left or right?"   left|right
+    big_shape  global  "Is the big shape a circle?"               yes|no
+    pattern    detail  "What pattern is in the box: ...?"         horizontal|vertical|checkered|plain
 
 Answers are balanced exactly: every attribute of a split is drawn from a shuffled "deck" holding
 each value equally often (up to the remainder), so a blind guesser scores chance on every type.
@@ -24,13 +31,14 @@ each value equally often (up to the remainder), so a blind guesser scores chance
 Files written (LLaVA format, image paths relative to ``out_dir``):
 
 * ``stage1.json``: one caption per stage-1 scene, describing the whole scene (``plain`` template);
-* ``stage2.json``: each stage-2 scene's six questions as one multi-turn conversation;
+* ``stage2.json``: each stage-2 scene's questions as one multi-turn conversation;
 * ``test.jsonl``: held-out images, one question per line with ``question_type`` and ``scope``;
+* ``attributes.json``: every stage-1 and test scene's attributes (for pretraining / probing a tower);
 * ``meta.json``: the generator settings and the answer histograms of both splits.
 
 Determinism: everything derives from ``random.Random`` seeded with ``seed`` (stage 1, stage 2 and
-test use separate streams and disjoint scenes), Pillow draws without anti-aliasing except the font, and PNGs are written with
-fixed settings, so the same seed on the same Pillow/FreeType gives byte-identical files.
+test use separate streams and disjoint scenes), Pillow draws without anti-aliasing and no text, and
+PNGs are written with fixed settings, so the same seed gives byte-identical files.
 """
 
 from __future__ import annotations
@@ -42,7 +50,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+import numpy as np
+from PIL import Image, ImageDraw
 
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (214, 39, 40),
@@ -53,19 +62,19 @@ COLORS: dict[str, tuple[int, int, int]] = {
     "orange": (250, 127, 14),
 }
 BIG_SHAPES = ("circle", "square", "triangle")
-SMALL_SHAPES = ("triangle", "square")
 SIDES = ("left", "right")
-DIGITS = tuple(str(d) for d in range(10))
-COUNTS = (0, 1, 2, 3, 4)
+PATTERNS = ("horizontal", "vertical", "checkered", "plain")
 YES_NO = ("yes", "no")
+INK, PAPER = 41, 255
+"""Pattern pixels: lines/checks of ``INK`` on ``PAPER``; "plain" is their exact mean, 148."""
+OUTLINE = (120, 120, 120)
 
 QUESTION_TYPES: dict[str, tuple[str, tuple[str, ...]]] = {
     "big_color": ("global", ("What color is the big shape?", "What is the color of the large shape?")),
     "big_side": ("global", ("Is the big shape on the left or right?", "Which side is the big shape on?")),
     "big_shape": ("global", ("Is the big shape a {shape}?", "Is the large shape a {shape}?")),
-    "digit": ("detail", ("What digit is on the tag?", "Which number is written on the tag?")),
-    "small_color": ("detail", ("What color is the small {shape}?", "What is the color of the small {shape}?")),
-    "count": ("detail", ("How many dots are there?", "How many small dots are in the image?")),
+    "pattern": ("detail", ("What pattern is in the box: horizontal, vertical, checkered or plain?",
+                           "Is the box horizontal, vertical, checkered or plain?")),
 }
 """question type -> (scope, phrasings). ``{shape}`` is filled per question."""
 
@@ -85,14 +94,9 @@ class Scene:
     big_side: str
     big_center: tuple[int, int]
     big_radius: int
-    digit: str
-    triangle_color: str
-    square_color: str
-    count: int
-    tag_xy: tuple[int, int]
-    triangle_xy: tuple[int, int]
-    square_xy: tuple[int, int]
-    dots_xy: tuple[tuple[int, int], ...]
+    pattern: str
+    box_xy: tuple[int, int]
+    """Top-left pixel of the pattern (multiples of 4); the outline is drawn one pixel outside it."""
 
 
 @dataclass(frozen=True)
@@ -120,20 +124,22 @@ def _deck(rng: random.Random, values: tuple, n: int) -> list:
     return out
 
 
-def sample_scenes(rng: random.Random, n: int, image_size: int) -> tuple[list[Scene], list[str]]:
-    """``n`` scenes whose attributes are exactly balanced across the list, and for each the small shape
-    its ``small_color`` question asks about (balanced too, and so is that question's answer)."""
-    colors = tuple(COLORS)
+def sample_scenes(rng: random.Random, n: int, image_size: int) -> list[Scene]:
+    """``n`` scenes whose attributes are exactly balanced across the list."""
     decks = {
-        "big_shape": _deck(rng, BIG_SHAPES, n), "big_color": _deck(rng, colors, n), "big_side": _deck(rng, SIDES, n),
-        "digit": _deck(rng, DIGITS, n), "count": _deck(rng, COUNTS, n),
+        "big_shape": _deck(rng, BIG_SHAPES, n), "big_color": _deck(rng, tuple(COLORS), n), "big_side": _deck(rng, SIDES, n),
+        "pattern": _deck(rng, PATTERNS, n),
     }
-    asked, asked_color, other_color = _deck(rng, SMALL_SHAPES, n), _deck(rng, colors, n), _deck(rng, colors, n)
-    scenes = []
-    for i in range(n):
-        first, second = (asked_color[i], other_color[i]) if asked[i] == "triangle" else (other_color[i], asked_color[i])
-        scenes.append(_layout(rng, image_size, triangle_color=first, square_color=second, **{k: v[i] for k, v in decks.items()}))
-    return scenes, asked
+    return [_layout(rng, image_size, **{k: v[i] for k, v in decks.items()}) for i in range(n)]
+
+
+GRID = 4
+"""Box corner and side are multiples of this, so 2x and 4x downsamples never straddle its border."""
+
+
+def box_size(size: int) -> int:
+    """The pattern's side in pixels (28 at 128 px)."""
+    return max(GRID * round(7 * size / 128), 2 * GRID)
 
 
 def _layout(rng: random.Random, size: int, **attributes) -> Scene:
@@ -144,51 +150,31 @@ def _layout(rng: random.Random, size: int, **attributes) -> Scene:
     cx = round((32 if left else 96) * s + rng.uniform(-5, 5) * s)
     cy = round(64 * s + rng.uniform(-30, 30) * s)
     cy = min(max(cy, radius + 2), size - radius - 3)
-    # Details go in the other half: a 2 x 4 grid of 32 px cells, one item per cell, jittered.
-    x0 = size // 2 if left else 0
-    cell = size // 4
-    count = attributes["count"]
-    cells = rng.sample(range(8), 3 + count)
-
-    def place(index: int, extent: int) -> tuple[int, int]:
-        col, row = divmod(cells[index], 4)
-        room = max(cell - extent - 2, 0)
-        return x0 + col * cell + 1 + rng.randint(0, room), row * cell + 1 + rng.randint(0, room)
-
-    tag_w, tag_h = _tag_size(size)
-    small = _small_size(size)
-    return Scene(
-        background=background, big_center=(cx, cy), big_radius=radius,
-        tag_xy=place(0, max(tag_w, tag_h)), triangle_xy=place(1, small), square_xy=place(2, small),
-        dots_xy=tuple(place(3 + k, _dot_size(size)) for k in range(count)), **attributes,
-    )
-
-
-def _tag_size(size: int) -> tuple[int, int]:
-    return max(round(11 * size / 128), 7), max(round(13 * size / 128), 9)
-
-
-def _small_size(size: int) -> int:
-    return max(round(7 * size / 128), 4)
-
-
-def _dot_size(size: int) -> int:
-    return max(round(3 * size / 128), 2)
+    # The box goes anywhere on the grid in the other half, clear of the edges for its outline.
+    box = box_size(size)
+    half = size // 2
+    x0 = half if left else 0
+    x = x0 + GRID * rng.randint(1, (half - box) // GRID - 1)
+    y = GRID * rng.randint(1, (size - box) // GRID - 1)
+    return Scene(background=background, big_center=(cx, cy), big_radius=radius, box_xy=(x, y), **attributes)
 
 
 # ------------------------------------------------------------------------------------------- drawing
 
 
-def _font(size: int) -> ImageFont.ImageFont:
-    px = max(round(11 * size / 128), 6)
-    try:
-        return ImageFont.load_default(size=px)  # Pillow >= 10.1 with FreeType: a scalable font
-    except TypeError:  # pragma: no cover - older Pillow: the fixed bitmap font (~11 px)
-        return ImageFont.load_default()
+def pattern_pixels(pattern: str, side: int) -> np.ndarray:
+    """A ``side`` x ``side`` grey-level block of ``pattern``; every 2 x 2 block of it averages to 148, the grey of "plain"."""
+    if pattern not in PATTERNS:
+        raise ValueError(f"unknown pattern {pattern!r}; use one of {PATTERNS}.")
+    if pattern == "plain":
+        return np.full((side, side), (INK + PAPER) // 2, np.uint8)
+    rows, cols = np.mgrid[0:side, 0:side]
+    ink = {"horizontal": rows % 2 == 0, "vertical": cols % 2 == 0, "checkered": (rows + cols) % 2 == 0}[pattern]
+    return np.where(ink, INK, PAPER).astype(np.uint8)
 
 
 def render(scene: Scene, size: int) -> Image.Image:
-    """Draw a scene (no anti-aliasing on shapes, so pixels do not depend on Pillow's rasteriser options)."""
+    """Draw a scene (no anti-aliasing, no text: pixels do not depend on Pillow's rasteriser or fonts)."""
     image = Image.new("RGB", (size, size), scene.background)
     draw = ImageDraw.Draw(image)
     cx, cy = scene.big_center
@@ -201,63 +187,39 @@ def render(scene: Scene, size: int) -> Image.Image:
         draw.rectangle((cx - h, cy - h, cx + h, cy + h), fill=fill)
     else:
         draw.polygon([(cx, cy - r), (cx - r, cy + round(r * 0.8)), (cx + r, cy + round(r * 0.8))], fill=fill)
-
-    tag_w, tag_h = _tag_size(size)
-    x, y = scene.tag_xy
-    draw.rectangle((x, y, x + tag_w - 1, y + tag_h - 1), fill=(255, 255, 255), outline=(90, 90, 90))
-    font = _font(size)
-    left, top, right, bottom = draw.textbbox((0, 0), scene.digit, font=font)
-    draw.text((x + (tag_w - (right - left)) // 2 - left, y + (tag_h - (bottom - top)) // 2 - top), scene.digit,
-              fill=(20, 20, 20), font=font)
-
-    k = _small_size(size)
-    x, y = scene.triangle_xy
-    draw.polygon([(x + k // 2, y), (x, y + k - 1), (x + k - 1, y + k - 1)], fill=COLORS[scene.triangle_color])
-    x, y = scene.square_xy
-    draw.rectangle((x, y, x + k - 2, y + k - 2), fill=COLORS[scene.square_color])
-    d = _dot_size(size)
-    for x, y in scene.dots_xy:
-        box = (x, y, x + d - 1, y + d - 1)
-        if d <= 3:
-            draw.rectangle(box, fill=(35, 35, 35))
-        else:
-            draw.ellipse(box, fill=(35, 35, 35))
+    side = box_size(size)
+    x, y = scene.box_xy
+    draw.rectangle((x - 1, y - 1, x + side, y + side), outline=OUTLINE)
+    block = pattern_pixels(scene.pattern, side)
+    image.paste(Image.fromarray(np.repeat(block[:, :, None], 3, axis=2)), (x, y))
     return image
 
 
 # ------------------------------------------------------------------------------------ text and answers
 
+_PATTERN_PHRASES = {"horizontal": "horizontal lines", "vertical": "vertical lines", "checkered": "a checkered pattern",
+                    "plain": "no pattern"}
+
 
 def caption(scene: Scene) -> str:
-    dots = f"{scene.count} dot" + ("" if scene.count == 1 else "s")
-    return (f"{_article(scene.big_color).title()} {scene.big_color} {scene.big_shape} on the {scene.big_side}. Tag {scene.digit}. "
-            f"{_article(scene.triangle_color).title()} {scene.triangle_color} triangle, {_article(scene.square_color)} "
-            f"{scene.square_color} square, {dots}.")
+    return (f"{_article(scene.big_color).title()} {scene.big_color} {scene.big_shape} on the {scene.big_side}. "
+            f"The box has {_PATTERN_PHRASES[scene.pattern]}.")
 
 
 def _article(word: str) -> str:
     return "an" if word[:1] in "aeiou" else "a"
 
 
-def questions(scene: Scene, rng: random.Random, yes: bool, small_shape: str) -> list[dict]:
-    """The scene's six questions: ``{"question_type", "scope", "text", "answer"}`` (answers lower-case)."""
+def questions(scene: Scene, rng: random.Random, yes: bool) -> list[dict]:
+    """The scene's questions, one per type: ``{"question_type", "scope", "text", "answer"}`` (answers lower-case)."""
     out = []
     for kind, (scope, phrasings) in QUESTION_TYPES.items():
         text = rng.choice(phrasings)
-        if kind == "big_color":
-            answer = scene.big_color
-        elif kind == "big_side":
-            answer = scene.big_side
-        elif kind == "big_shape":
+        if kind == "big_shape":
             asked = scene.big_shape if yes else rng.choice([s for s in BIG_SHAPES if s != scene.big_shape])
             text, answer = text.format(shape=asked), "yes" if yes else "no"
-        elif kind == "digit":
-            answer = scene.digit
-        elif kind == "small_color":
-            text = text.format(shape=small_shape)
-            answer = scene.triangle_color if small_shape == "triangle" else scene.square_color
         else:
-            answer = str(scene.count)
+            answer = getattr(scene, kind)
         out.append({"question_type": kind, "scope": scope, "text": text, "answer": answer})
     return out
 
@@ -277,11 +239,22 @@ def _display(answer: str) -> str:
 
 # ------------------------------------------------------------------------------------------- writing
 
+LABELS: dict[str, tuple[str, ...]] = {"big_color": tuple(COLORS), "big_side": SIDES, "big_shape": BIG_SHAPES, "pattern": PATTERNS}
+"""The scene attributes a tower can be pretrained to classify (see ``evidence.tower_pretraining``)."""
+ATTRIBUTES_FILE = "attributes.json"
+FORMAT_VERSION = 2
+"""Bumped whenever scenes or files change, so an experiment never reuses data of an older generator."""
+
+
+def scene_labels(scene: Scene) -> dict[str, str]:
+    return {name: getattr(scene, name) for name in LABELS}
+
+
 
 def _split(rng: random.Random, n: int, size: int) -> tuple[list[Scene], list[list[dict]]]:
-    scenes, small = sample_scenes(rng, n, size)
+    scenes = sample_scenes(rng, n, size)
     yes = _deck(rng, (True, False), n)
-    return scenes, [questions(scene, rng, y, s) for scene, y, s in zip(scenes, yes, small)]
+    return scenes, [questions(scene, rng, y) for scene, y in zip(scenes, yes)]
 
 
 def _save_png(image: Image.Image, path: Path) -> None:
@@ -289,12 +262,12 @@ def _save_png(image: Image.Image, path: Path) -> None:
 
 
 def build(out_dir: Path | str, *, seed: int = 0, stage1_images: int = 1000, stage2_images: int = 300, test_images: int = 60,
-          image_size: int = 128, turns_per_conversation: int = 6) -> SyntheticFiles:
+          image_size: int = 128, turns_per_conversation: int = len(QUESTION_TYPES)) -> SyntheticFiles:
     """Write images, ``stage1.json``, ``stage2.json``, ``test.jsonl`` and ``meta.json`` under ``out_dir``.
 
     Stage 1, stage 2 and test use three disjoint sets of scenes, each drawn from its own random stream
-    and balanced on its own. Stage 2 shuffles each scene's six questions and cuts them into
-    conversations of ``turns_per_conversation`` turns (default: one six-turn conversation per scene).
+    and balanced on its own. Stage 2 shuffles each scene's questions and cuts them into conversations
+    of ``turns_per_conversation`` turns (default: one conversation per scene).
     """
     out = Path(out_dir)
     for split in ("stage1", "stage2", "test"):
@@ -302,12 +275,14 @@ def build(out_dir: Path | str, *, seed: int = 0, stage1_images: int = 1000, stag
     streams = {split: random.Random(seed * 7919 + k) for k, split in enumerate(("stage1", "stage2", "test"), start=1)}
 
     stage1 = []
+    attributes: dict[str, list[dict]] = {"stage1": [], "test": []}
     scenes, _ = _split(streams["stage1"], stage1_images, image_size)
     for index, scene in enumerate(scenes):
         rel = f"images/stage1/{index:05d}.png"
         _save_png(render(scene, image_size), out / rel)
         stage1.append({"id": f"cap-{index:05d}", "image": rel,
                        "conversations": [{"from": "human", "value": "<image>"}, {"from": "gpt", "value": caption(scene)}]})
+        attributes["stage1"].append({"image": rel, **scene_labels(scene)})
 
     rng = streams["stage2"]
     scenes, stage2_questions = _split(rng, stage2_images, image_size)
@@ -330,6 +305,7 @@ def build(out_dir: Path | str, *, seed: int = 0, stage1_images: int = 1000, stag
     for index, (scene, qa) in enumerate(zip(scenes, test_questions)):
         rel = f"images/test/{index:05d}.png"
         _save_png(render(scene, image_size), out / rel)
+        attributes["test"].append({"image": rel, **scene_labels(scene)})
         for item in qa:
             rows.append({"question_id": len(rows), "image": rel, "text": item["text"], "answer": item["answer"],
                          "question_type": item["question_type"], "scope": item["scope"]})
@@ -342,8 +318,9 @@ def build(out_dir: Path | str, *, seed: int = 0, stage1_images: int = 1000, stag
     files.stage1.write_text(json.dumps(stage1))
     files.stage2.write_text(json.dumps(stage2))
     files.test.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (out / ATTRIBUTES_FILE).write_text(json.dumps(attributes))
     meta = {
-        "generator": "piip_llava.evidence.synthetic", "seed": seed, "image_size": image_size,
+        "generator": "piip_llava.evidence.synthetic", "format": FORMAT_VERSION, "seed": seed, "image_size": image_size,
         "stage1_images": stage1_images, "stage2_images": stage2_images, "test_images": test_images,
         "stage1_captions": len(stage1), "stage2_conversations": len(stage2), "test_questions": len(rows),
         "turns_per_conversation": turns_per_conversation,
@@ -376,6 +353,24 @@ def files_of(out_dir: Path | str) -> SyntheticFiles:
 
 
 __all__ = [
-    "COLORS", "DETAIL_TYPES", "GLOBAL_TYPES", "QUESTION_TYPES", "Scene", "SyntheticFiles", "answer_histogram", "build",
-    "caption", "files_of", "normalize_answer", "render", "sample_scenes",
+    "ATTRIBUTES_FILE",
+    "COLORS",
+    "DETAIL_TYPES",
+    "FORMAT_VERSION",
+    "GLOBAL_TYPES",
+    "LABELS",
+    "PATTERNS",
+    "QUESTION_TYPES",
+    "Scene",
+    "SyntheticFiles",
+    "answer_histogram",
+    "box_size",
+    "build",
+    "caption",
+    "files_of",
+    "normalize_answer",
+    "pattern_pixels",
+    "render",
+    "sample_scenes",
+    "scene_labels",
 ]

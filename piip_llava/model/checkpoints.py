@@ -391,3 +391,14 @@ def load_base_weights(tower: nn.Module) -> list[str]:
         load_checked(branch, state, f"base weights {path} for branch{k}")
         messages.append(f"branch{k}: loaded {len(state)} tensors from {path}")
     return messages
+
+
+def load_tower_weights(tower: nn.Module, path: str | os.PathLike) -> str:
+    """Load a whole tower (branches, interactions) from one ``.safetensors`` state dict, e.g. one written by
+    ``safetensors.torch.save_file(tower.state_dict(), path)``; every key and shape must match."""
+    file = Path(path)
+    if not file.is_file():
+        raise CheckpointError(f"tower weights {file} not found; pass a .safetensors file holding the tower's state dict.")
+    state = _load_file(file)
+    load_checked(tower, state, f"tower weights {file} (written for a different tower config?)")
+    return f"vision tower: loaded {len(state)} tensors from {file}"

@@ -22,6 +22,11 @@ class ModelArguments:
     vision_pretrained: list[str] = field(
         default_factory=list, metadata={"help": "Base weights per branch (local paths; '-' for random init), branch1 first."}
     )
+    vision_tower_weights: str | None = field(
+        default=None,
+        metadata={"help": "A .safetensors file with the whole tower's state dict (e.g. a tower you pretrained yourself); "
+                          "loaded after --vision_pretrained, every key checked."},
+    )
     conversation_template: str | None = field(default=None, metadata={"help": "Default chat template stored in the model config."})
     attn_implementation: str = field(default="sdpa", metadata={"help": "sdpa | eager | flash_attention_2"})
 

@@ -45,11 +45,12 @@ def build_model(model_args, *, template: str | None, image_aspect_mode: str, dty
 
     from ..data.tokenizer import load_tokenizer
     from ..model import PiipLlavaConfig, PiipLlavaForConditionalGeneration
-    from ..model.checkpoints import load_base_weights
+    from ..model.checkpoints import load_base_weights, load_tower_weights
 
     if model_args.model_name_or_path:
-        if model_args.llm or model_args.architecture or model_args.vision_config:
-            raise ConfigError("--model_name_or_path continues a checkpoint; do not also pass --llm/--architecture/--vision_config.")
+        if model_args.llm or model_args.architecture or model_args.vision_config or model_args.vision_tower_weights:
+            raise ConfigError("--model_name_or_path continues a checkpoint; do not also pass "
+                              "--llm/--architecture/--vision_config/--vision_tower_weights.")
         extra = {"quantization_config": quantization, "dtype": dtype or torch.bfloat16} if quantization is not None else {"dtype": dtype}
         model = PiipLlavaForConditionalGeneration.from_pretrained(
             model_args.model_name_or_path, attn_implementation=model_args.attn_implementation, **extra
@@ -86,6 +87,8 @@ def build_model(model_args, *, template: str | None, image_aspect_mode: str, dty
     model = PiipLlavaForConditionalGeneration(config, language_model=language_model)
     for line in load_base_weights(model.vision_tower):
         print(line)
+    if model_args.vision_tower_weights:
+        print(load_tower_weights(model.vision_tower, model_args.vision_tower_weights))
     if dtype is not None:
         model = model.to(dtype)
     eos = loaded.eos_token_id

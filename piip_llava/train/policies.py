@@ -60,11 +60,17 @@ def apply_policy(model: nn.Module, policy: TrainablePolicy) -> dict[str, int]:
         _set(tower, False)
         if hasattr(tower, "interactions"):
             _set(tower.interactions, True)
-    if policy.freeze_interaction_gates and hasattr(tower, "interactions"):
+    if policy.freeze_interaction_gates:
+        freeze_interaction_gates(tower)
+    return trainable_summary(model)
+
+
+def freeze_interaction_gates(tower: nn.Module) -> None:
+    """Keep every interaction gate at its value (zero when fresh): the no-interaction ablation."""
+    if hasattr(tower, "interactions"):
         for name, parameter in tower.interactions.named_parameters():
             if name.endswith(("ca_weight", "cffn_weight")):
                 parameter.requires_grad_(False)
-    return trainable_summary(model)
 
 
 def trainable_summary(model: nn.Module) -> dict[str, int]:

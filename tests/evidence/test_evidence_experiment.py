@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -74,11 +75,12 @@ def _fake_results(table) -> dict:
             accuracy = {m: 0.3 + 0.1 * seed + 0.05 * "abcd".index(key) for m in experiment.METRICS}
             runs.append({"variant": key, "seed": seed, "vision_gmacs": table[key]["vision_gmacs"],
                          "visual_tokens": table[key]["visual_tokens"], "accuracy": {**accuracy, "n": 30},
+                         "stage0": {"probe_accuracy": {"big_color": 1.0, "pattern": 0.25 + 0.5 * (key in "cd") + 0.1 * seed}},
                          "seconds": {"total": 10.0}})
     ratios = experiment.check_budget(table)
     return {
         "claim": "test", "config": {"seeds": [0, 1], "image_size": 128, "llm": None,
-                                    "sizes": {"batch_size": 8}},
+                                    "sizes": asdict(experiment.SCALES["full"])},
         "data": {"stage1_captions": 8, "stage2_conversations": 8, "stage2_questions": 48, "test_questions": 30},
         "variants": {k: {"label": f"({k})", "description": k, "projector_type": "x", "vision_gmacs": table[k]["vision_gmacs"],
                          "macs_ratio_to_a": ratios[k], "visual_tokens": table[k]["visual_tokens"]} for k in "abcd"},
@@ -94,7 +96,8 @@ def test_summary_table_and_plot(tmp_path, table):
     assert summary["a"]["overall"]["std"] == pytest.approx(0.0707, abs=1e-3)
     experiment.write_report(results, tmp_path)
     text = (tmp_path / "results.md").read_text()
-    assert "| (c) |" in text and "35.0 ± 7.1" in text and "digit" in text
+    assert "| (c) |" in text and "35.0 ± 7.1" in text and "pattern" in text
+    assert "stage 0: tower pretrained" in text and "| (c) | 100.0 ± 0.0 | 80.0 ± 7.1 |" in text  # the probe table
     assert (tmp_path / experiment.PLOT_NAME).stat().st_size > 10_000
 
 

@@ -66,3 +66,26 @@ def test_bad_bits_value_in_process(tiny_checkpoint, tiny_data, tmp_path, bits):
     with pytest.raises(ConfigError, match="--bits must be 4, 8 or 16"):
         train_in_process(["--model_name_or_path", str(tiny_checkpoint), "--data_path", str(tiny_data["finetune"]),
                           "--image_folder", str(tiny_data["images"]), "--output_dir", str(tmp_path), "--bits", bits])
+
+
+def test_tower_weights_for_another_tower(tiny_llm, tiny_data, tmp_path):
+    """--vision_tower_weights written for a different tower config: named, with the mismatching keys."""
+    from safetensors.torch import save_file
+
+    from piip_llava.vision.registry import get_architecture
+    from piip_llava.vision.tower import build_vision_tower
+
+    other = build_vision_tower(get_architecture("tiny-piip-convnext").tower)
+    weights = tmp_path / "tower.safetensors"
+    save_file({k: v.contiguous() for k, v in other.state_dict().items()}, str(weights))
+    result = run_entry(["--stage", "pretrain", "--llm", str(tiny_llm), "--architecture", "tiny-piip-vit", "--template", "plain",
+                        "--vision_tower_weights", str(weights), "--data_path", str(tiny_data["pretrain"]),
+                        "--image_folder", str(tiny_data["images"]), "--output_dir", str(tmp_path / "out")])
+    assert_one_line_error(result, "tower.safetensors", "different tower config")
+
+
+def test_tower_weights_file_missing(tiny_llm, tiny_data, tmp_path):
+    result = run_entry(["--stage", "pretrain", "--llm", str(tiny_llm), "--architecture", "tiny-piip-vit", "--template", "plain",
+                        "--vision_tower_weights", str(tmp_path / "nope.safetensors"), "--data_path", str(tiny_data["pretrain"]),
+                        "--image_folder", str(tiny_data["images"]), "--output_dir", str(tmp_path / "out")])
+    assert_one_line_error(result, "nope.safetensors", "not found")
