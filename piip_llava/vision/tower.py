@@ -47,12 +47,19 @@ class VisionTowerConfig:
     image_mean: tuple[float, float, float] = IMAGENET_MEAN
     image_std: tuple[float, float, float] = IMAGENET_STD
     pad_color: tuple[int, int, int] = PAD_COLOR
+    input_size: int | None = None
+    """The processor's resolution when it should exceed every branch's: each branch then takes its
+    input with the same bilinear downsample a pyramid's lower levels use (:func:`branch_input`). Lets a
+    single-resolution baseline see an image exactly as a pyramid's low-resolution branch does."""
 
     def __post_init__(self) -> None:
         if self.kind not in ("piip", "single"):
             raise ValueError(f"unknown tower kind {self.kind!r}; use 'piip' or 'single'.")
         if not self.branches:
             raise ValueError("a vision tower needs at least one branch.")
+        if self.input_size is not None and self.input_size < max(b.image_size for b in self.branches):
+            raise ValueError(f"input_size {self.input_size} is below the largest branch resolution; "
+                             "leave it unset or make it at least as large.")
         if self.kind == "piip":
             if len(self.branches) < 2:
                 raise ValueError("a PIIP tower needs at least two branches; use kind='single' for one.")
@@ -67,8 +74,8 @@ class VisionTowerConfig:
 
     @property
     def image_size(self) -> int:
-        """The processor's resolution: the highest branch resolution."""
-        return max(b.image_size for b in self.branches)
+        """The processor's resolution: ``input_size`` if set, else the highest branch resolution."""
+        return self.input_size or max(b.image_size for b in self.branches)
 
     @property
     def num_interactions(self) -> int:
@@ -87,6 +94,7 @@ class VisionTowerConfig:
             "image_mean": list(self.image_mean),
             "image_std": list(self.image_std),
             "pad_color": list(self.pad_color),
+            **({"input_size": self.input_size} if self.input_size is not None else {}),
         }
 
     @classmethod

@@ -42,6 +42,8 @@ def test_variants_are_the_designed_towers():
     assert a.projector_type == b.projector_type == "mlp2x_gelu" and c.projector_type == d.projector_type == "piip_gn_mlp"
     assert [x.freeze_interaction_gates for x in (a, b, c, d)] == [False, False, False, True]
     assert a.tower.branches[0].image_size == 64 and b.tower.branches[0].image_size == 128
+    # every variant's processor works at 128 px: (a) downsamples like (c)'s low-resolution branch does
+    assert {v.tower.image_size for v in variants.values()} == {128}
     large, small = c.tower.branches
     assert large.image_size < small.image_size and large.hidden_size > small.hidden_size  # parameter-inverted
     assert (large.hidden_size, large.num_layers) == (a.tower.branches[0].hidden_size, a.tower.branches[0].num_layers)

@@ -87,3 +87,25 @@ def test_paper_three_branch_parameters():
     assert round(params["branch1"] / 1e6, 1) == 59.6
     assert round(params["branch2"] / 1e6, 1) == 15.1
     assert round(params["branch3"] / 1e6, 1) == 4.0
+
+
+def test_input_size_feeds_a_single_branch_like_a_pyramid_level():
+    """A single tower whose processor works above its branch resolution downsamples with the pyramid's
+    bilinear ``branch_input`` -- the same pixels a PIIP low-resolution branch would get."""
+    from dataclasses import replace
+
+    from piip_llava.vision.tower import VisionTowerConfig, branch_input, build_vision_tower
+
+    base = get_architecture("tiny-llava").tower
+    branch = base.branches[0]
+    config = replace(base, input_size=2 * branch.image_size)
+    assert config.image_size == 2 * branch.image_size and base.image_size == branch.image_size
+    assert VisionTowerConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert "input_size" not in base.to_dict()  # existing configs serialise as before
+    torch.manual_seed(0)
+    tower = build_vision_tower(config).eval()
+    large = torch.randn(2, 3, config.image_size, config.image_size)
+    with torch.no_grad():
+        assert torch.equal(tower(large)[0], tower(branch_input(large, branch.image_size))[0])
+    with pytest.raises(ValueError, match="input_size"):
+        replace(base, input_size=branch.image_size - 1)
