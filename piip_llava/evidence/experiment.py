@@ -24,7 +24,7 @@ interaction units (so its MACs equal (c)'s), but with the gates frozen at zero t
 Every run uses the project's training pipeline on the real SmolLM2-135M-Instruct, towers from random
 init, in three stages:
 
-0. **tower pretraining** (:mod:`~piip_llava.evidence.tower_pretraining`, 750 steps of 4, ~15-40 s): the
+0. **tower pretraining** (:mod:`~piip_llava.train.tower_pretraining`, 750 steps of 4, ~15-40 s): the
    tower alone learns to classify the stage-1 scenes' attributes. It stands in for the pretrained
    CLIP/ConvNeXt the official recipe starts from; without it (``tower_pretrain_steps=0``, the
    quickstart's recipe: the tower learns through the frozen LLM in stage 1) every variant stayed at
@@ -168,7 +168,7 @@ class Scale:
     test_images: int
     """Held-out scenes, four questions each (a multiple of 12 balances every answer exactly)."""
     tower_pretrain_steps: int = 750
-    """Stage 0 (:mod:`~piip_llava.evidence.tower_pretraining`): steps of batch ``batch_size`` on the stage-1
+    """Stage 0 (:mod:`~piip_llava.train.tower_pretraining`): steps of batch ``batch_size`` on the stage-1
     scenes; 0 skips it and trains the tower from random init through the LLM, as the quickstart does."""
     tower_pretrain_lr: float = 1e-3
     batch_size: int = 4
@@ -270,7 +270,7 @@ def run_one(variant: Variant, seed: int, files, config: ExperimentConfig, llm: P
 
     stage0, weights, vision = None, None, {"vision_trainable": "all"}
     if sizes.tower_pretrain_steps > 0:
-        from .tower_pretraining import PretrainSettings, pretrain_tower
+        from ..train.tower_pretraining import PretrainSettings, pretrain_tower
 
         weights = run_dir / "stage0_tower.safetensors"
         settings = PretrainSettings(steps=sizes.tower_pretrain_steps, batch_size=sizes.batch_size, lr=sizes.tower_pretrain_lr,
@@ -352,7 +352,7 @@ def _last_loss(history: list[dict]) -> float | None:
 def _labelled(files, split: str):
     """A split's images and attributes (``attributes.json``) for stage 0."""
     from .synthetic import ATTRIBUTES_FILE, LABELS
-    from .tower_pretraining import LabelledImages
+    from ..train.tower_pretraining import LabelledImages
 
     rows = json.loads((Path(files.root) / ATTRIBUTES_FILE).read_text())[split]
     return LabelledImages([Path(files.root) / r["image"] for r in rows], {n: [r[n] for r in rows] for n in LABELS}, dict(LABELS))

@@ -240,7 +240,7 @@ def _display(answer: str) -> str:
 # ------------------------------------------------------------------------------------------- writing
 
 LABELS: dict[str, tuple[str, ...]] = {"big_color": tuple(COLORS), "big_side": SIDES, "big_shape": BIG_SHAPES, "pattern": PATTERNS}
-"""The scene attributes a tower can be pretrained to classify (see ``evidence.tower_pretraining``)."""
+"""The scene attributes a tower can be pretrained to classify (see ``piip_llava.train.tower_pretraining``)."""
 ATTRIBUTES_FILE = "attributes.json"
 FORMAT_VERSION = 2
 """Bumped whenever scenes or files change, so an experiment never reuses data of an older generator."""

@@ -7,7 +7,7 @@ import torch
 
 from piip_llava.evidence import experiment, synthetic
 from piip_llava.evidence.experiment import _labelled
-from piip_llava.evidence.tower_pretraining import (
+from piip_llava.train.tower_pretraining import (
     LabelledImages,
     PretrainSettings,
     pretrain_tower,

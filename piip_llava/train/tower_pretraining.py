@@ -7,7 +7,9 @@ plain quickstart recipe on the evidence task, every variant stayed at chance, ev
 side. Stage 0 stands in for the missing pretraining: the tower gets a linear head per image attribute
 on its flattened output tokens and learns to classify the training images; the heads are then thrown
 away and the tower enters stage 1 through ``--vision_tower_weights``, exactly as a pretrained tower
-would. Used by the pyramid comparison (:mod:`piip_llava.evidence.experiment`) and the quickstart.
+would. Used by the pyramid comparison (:mod:`piip_llava.evidence.experiment`). Tried on the quickstart
+too (easy-vqa's shape and colour as labels, 750 steps): it did not raise its accuracy (66.7 % vs
+69.1 %), so the quickstart keeps training its tower in stage 1.
 
 With ``test`` images, the held-out linear-probe accuracy is recorded too: it tells *what the tower
 can see* apart from *what the LLM learns to read*.
@@ -22,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..train.policies import freeze_interaction_gates
+from .policies import freeze_interaction_gates
 from ..vision.tower import VisionTowerConfig, build_vision_tower
 
 
