@@ -243,19 +243,15 @@ class ExperimentConfig:
 
 
 def _training_args(config: ExperimentConfig, out: Path, stage: str, lr: float, seed: int, **extra):
-    from ..train.arguments import PiipTrainingArguments
+    from ..quickstart.recipe import small_run_training_args
 
-    sizes = config.sizes
-    return PiipTrainingArguments(
-        output_dir=str(out), stage=stage, learning_rate=lr, per_device_train_batch_size=sizes.batch_size,
-        num_train_epochs=1, lr_scheduler_type="cosine", warmup_steps=0.03, weight_decay=0.0, logging_steps=5,
-        save_strategy="no", report_to="none", use_cpu=not torch.cuda.is_available(), bf16=config._bf16(), seed=seed,
-        dataloader_num_workers=0, model_max_length=512, **extra,
-    )
+    return small_run_training_args(out, stage, lr, batch_size=config.sizes.batch_size, seed=seed, bf16=config._bf16(),
+                                   logging_steps=5, **extra)
 
 
 def run_one(variant: Variant, seed: int, files, config: ExperimentConfig, llm: Path, macs: dict, log=print) -> dict:
     """Stage 1 + stage 2 + evaluation of one variant and seed; returns the run's record."""
+    from ..quickstart.recipe import last_loss
     from ..train.arguments import DataArguments, ModelArguments
     from ..train.run import train
 
@@ -308,7 +304,7 @@ def run_one(variant: Variant, seed: int, files, config: ExperimentConfig, llm: P
         "vision_gmacs": macs["vision_gmacs"], "visual_tokens": macs["visual_tokens"],
         "accuracy": accuracy,
         "stage0": stage0,
-        "final_loss": {"stage1": _last_loss(stage1.log_history), "stage2": _last_loss(stage2.log_history)},
+        "final_loss": {"stage1": last_loss(stage1.log_history), "stage2": last_loss(stage2.log_history)},
         "loss_curve": {"stage1": _losses(stage1.log_history), "stage2": _losses(stage2.log_history)},
         "trainable_parameters": {"stage1": stage1.trainable, "stage2": stage2.trainable},
         "interaction_gate_abs_sum": gates_after,
@@ -339,14 +335,6 @@ def _gate_norm(checkpoint: Path) -> float | None:
 def _losses(history: list[dict]) -> list[list[float]]:
     """``[step, loss]`` pairs logged by the Trainer (every ``logging_steps``)."""
     return [[row["step"], round(float(row["loss"]), 4)] for row in history if "loss" in row]
-
-
-def _last_loss(history: list[dict]) -> float | None:
-    losses = _losses(history)
-    if losses:
-        return losses[-1][1]
-    summary = [row["train_loss"] for row in history if "train_loss" in row]  # runs shorter than logging_steps
-    return round(float(summary[-1]), 4) if summary else None
 
 
 def _labelled(files, split: str):

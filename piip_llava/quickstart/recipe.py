@@ -13,7 +13,6 @@ Same code path as a real run (``piip_llava.train.run.train``), scaled to a lapto
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -72,16 +71,21 @@ def _use_bf16(config: QuickstartConfig) -> bool:
     return cpu_has_native_bf16() if config.bf16 is None else config.bf16
 
 
-def _training_args(config: QuickstartConfig, out: Path, stage: str, lr: float, **extra):
+def small_run_training_args(out: Path, stage: str, lr: float, *, batch_size: int, seed: int, bf16: bool,
+                            logging_steps: int = 10, **extra):
+    """The one-epoch, cosine, no-checkpoint arguments of the laptop-scale runs (quickstart, pyramid comparison)."""
     from ..train.arguments import PiipTrainingArguments
 
-    bf16 = _use_bf16(config)
     return PiipTrainingArguments(
-        output_dir=str(out), stage=stage, learning_rate=lr, per_device_train_batch_size=config.batch_size,
-        num_train_epochs=1, lr_scheduler_type="cosine", warmup_steps=0.03, weight_decay=0.0, logging_steps=10,
-        save_strategy="no", report_to="none", use_cpu=not torch.cuda.is_available(), bf16=bf16, seed=config.seed,
+        output_dir=str(out), stage=stage, learning_rate=lr, per_device_train_batch_size=batch_size,
+        num_train_epochs=1, lr_scheduler_type="cosine", warmup_steps=0.03, weight_decay=0.0, logging_steps=logging_steps,
+        save_strategy="no", report_to="none", use_cpu=not torch.cuda.is_available(), bf16=bf16, seed=seed,
         dataloader_num_workers=0, model_max_length=512, **extra,
     )
+
+
+def _training_args(config: QuickstartConfig, out: Path, stage: str, lr: float, **extra):
+    return small_run_training_args(out, stage, lr, batch_size=config.batch_size, seed=config.seed, bf16=_use_bf16(config), **extra)
 
 
 def run(config: QuickstartConfig, log=print) -> dict:
@@ -127,7 +131,7 @@ def run(config: QuickstartConfig, log=print) -> dict:
         "data": {"stage1_captions": files.num_stage1, "stage2_conversations": files.num_stage2_conversations,
                  "test_questions": files.num_test},
         "trainable_parameters": {"stage1": stage1.trainable, "stage2": stage2.trainable},
-        "final_loss": {"stage1": _last_loss(stage1.log_history), "stage2": _last_loss(stage2.log_history)},
+        "final_loss": {"stage1": last_loss(stage1.log_history), "stage2": last_loss(stage2.log_history)},
         "accuracy": metrics,
         "examples": examples[:8],
         "seconds": {"train": round(train_seconds, 1), "total": round(time.perf_counter() - started, 1)},
@@ -145,7 +149,7 @@ def _truncate(path: Path, count: int) -> int:
     return len(records)
 
 
-def _last_loss(history: list[dict]) -> float | None:
+def last_loss(history: list[dict]) -> float | None:
     """The last logged loss; for runs shorter than one logging interval, the Trainer's mean ``train_loss``."""
     losses = [row["loss"] for row in history if "loss" in row] or [row["train_loss"] for row in history if "train_loss" in row]
     return round(losses[-1], 4) if losses else None
